@@ -1,0 +1,46 @@
+# whatsapp-handler: `make dev` runs the service locally, `make test` runs every check.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CHECKOV_VENV ?= .venv-checkov
+
+.PHONY: install dev test lint fmt typecheck pytest terraform-check bench faults clean
+
+$(BIN)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -U pip
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/.installed
+
+dev: install
+	@$(BIN)/whatsapp-handler dev
+
+lint: install
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+
+typecheck: install
+	@$(BIN)/mypy
+
+fmt: install
+	@$(BIN)/ruff format .
+	@$(BIN)/ruff check --fix .
+
+terraform-check: install
+	@if command -v terraform >/dev/null; then \
+	  CHECKPOINT_DISABLE=1 terraform fmt -check -recursive terraform; \
+	else echo "terraform not installed: skipping terraform fmt"; fi
+
+pytest: install
+	@$(BIN)/pytest
+
+test: lint typecheck terraform-check pytest
+
+bench: install
+	@$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) $(CHECKOV_VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,368 @@
+"""PostgreSQL access: a small thread-safe pool of pg8000 connections and a unit of work.
+
+- ``DATABASE_URL`` when set; otherwise the Cloud SQL Python Connector with IAM auth,
+  imported only on that path (it costs ~0.8 s of cold start).
+- Connections live across invocations of a warm instance and are shared safely by the
+  threads functions-framework serves requests on (each unit of work borrows one).
+- After a database restart the pooled connections are dead. A unit of work whose first
+  statement fails with a connection error throws that connection away and retries on a
+  fresh one, so callers see no error; a failure later in a transaction is raised as
+  DependencyUnavailable (retrying then could repeat half a transaction's effects).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+from uuid import UUID
+
+import pg8000.dbapi
+from pg8000.exceptions import DatabaseError, InterfaceError
+
+from shared.errors import DependencyUnavailable
+from shared.events import OutboxEvent
+from shared.queries import sql
+from shared.settings import Settings
+
+# Every query uses :name parameters (shared/sql/*.sql).
+pg8000.dbapi.paramstyle = "named"
+
+Row = dict[str, Any]
+ConnectionFactory = Callable[[], pg8000.dbapi.Connection]
+
+# SQLSTATE classes that mean "the server went away", not "your SQL is wrong".
+_CONNECTION_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+def is_connection_error(error: BaseException) -> bool:
+    if isinstance(error, InterfaceError | OSError | ConnectionError):
+        return True
+    if isinstance(error, DatabaseError) and error.args and isinstance(error.args[0], dict):
+        code = str(error.args[0].get("C", ""))
+        return code.startswith(_CONNECTION_SQLSTATES)
+    return False
+
+
+def connection_factory(settings: Settings) -> ConnectionFactory:
+    """How to open one connection, decided once from the settings."""
+    statement_timeout = settings.db_statement_timeout_ms
+
+    def prepare(connection: pg8000.dbapi.Connection) -> pg8000.dbapi.Connection:
+        cursor = connection.cursor()
+        cursor.execute(f"SET statement_timeout = {int(statement_timeout)}")
+        connection.commit()
+        return connection
+
+    if settings.database_url:
+        parts = urlsplit(settings.database_url)
+        kwargs: dict[str, Any] = {
+            "user": unquote(parts.username or "postgres"),
+            "host": parts.hostname or "127.0.0.1",
+            "port": parts.port or 5432,
+            "database": unquote(parts.path.lstrip("/") or "postgres"),
+            "timeout": settings.db_connect_timeout_seconds,
+            "application_name": "whatsapp-handler",
+        }
+        if parts.password:
+            kwargs["password"] = unquote(parts.password)
+        return lambda: prepare(pg8000.dbapi.connect(**kwargs))
+
+    # Production path: Cloud SQL with IAM database authentication, no password anywhere.
+    from google.cloud.sql.connector import Connector, IPTypes
+
+    connector = Connector(ip_type=IPTypes.PRIVATE, refresh_strategy="lazy")
+    instance, user, database = settings.cloud_sql_instance, settings.db_user, settings.db_name
+    if not (instance and user and database):
+        raise ValueError(
+            "CLOUD_SQL_INSTANCE, DB_USER and DB_NAME are required without DATABASE_URL"
+        )
+
+    def connect_cloud_sql() -> pg8000.dbapi.Connection:
+        connection = connector.connect(
+            instance, "pg8000", user=user, db=database, enable_iam_auth=True
+        )
+        return prepare(connection)
+
+    return connect_cloud_sql
+
+
+class ConnectionPool:
+    """At most ``max_size`` connections; borrowers wait (bounded) when all are out."""
+
+    def __init__(self, connect: ConnectionFactory, max_size: int, wait_seconds: float = 10.0):
+        self._connect = connect
+        self._max_size = max_size
+        self._wait_seconds = wait_seconds
+        self._idle: list[pg8000.dbapi.Connection] = []
+        self._open = 0
+        self._condition = threading.Condition()
+
+    def acquire(self) -> pg8000.dbapi.Connection:
+        deadline = time.monotonic() + self._wait_seconds
+        with self._condition:
+            while not self._idle and self._open >= self._max_size:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise DependencyUnavailable("database pool exhausted")
+                self._condition.wait(remaining)
+            if self._idle:
+                return self._idle.pop()
+            self._open += 1
+        try:
+            return self._connect()
+        except Exception as error:
+            with self._condition:
+                self._open -= 1
+                self._condition.notify()
+            raise DependencyUnavailable("database unreachable") from error
+
+    def release(self, connection: pg8000.dbapi.Connection, *, broken: bool = False) -> None:
+        if broken:
+            _close_quietly(connection)
+            with self._condition:
+                self._open -= 1
+                self._condition.notify()
+            return
+        with self._condition:
+            self._idle.append(connection)
+            self._condition.notify()
+
+    def close(self) -> None:
+        with self._condition:
+            idle, self._idle = self._idle, []
+            self._open -= len(idle)
+        for connection in idle:
+            _close_quietly(connection)
+
+    @contextmanager
+    def connection(self) -> Iterator[pg8000.dbapi.Connection]:
+        connection = self.acquire()
+        broken = False
+        try:
+            yield connection
+        except BaseException as error:
+            broken = is_connection_error(error)
+            if not broken:
+                _rollback_quietly(connection)
+            raise
+        finally:
+            self.release(connection, broken=broken)
+
+
+def _close_quietly(connection: pg8000.dbapi.Connection) -> None:
+    try:
+        connection.close()
+    except Exception:  # noqa: S110 - closing a dead socket may fail; it is going anyway
+        pass
+
+
+def _rollback_quietly(connection: pg8000.dbapi.Connection) -> None:
+    try:
+        connection.rollback()
+    except Exception:  # noqa: S110 - the connection is returned broken-or-clean either way
+        pass
+
+
+def _to_db(value: Any) -> Any:
+    if isinstance(value, UUID):
+        return str(value)
+    return value
+
+
+class Executor(Protocol):
+    def fetch_all(self, query_name: str, **params: Any) -> list[Row]: ...
+    def fetch_one(self, query_name: str, **params: Any) -> Row | None: ...
+    def execute(self, query_name: str, **params: Any) -> int: ...
+
+
+class UnitOfWork:
+    """One transaction. Leaving the ``with`` block without ``commit()`` rolls back."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+        self._connection: pg8000.dbapi.Connection | None = None
+        self._statements_run = 0
+        self._committed = False
+        self.users = UsersRepository(self)
+        self.preferences = PreferencesRepository(self)
+        self.outbox = OutboxRepository(self)
+
+    def __enter__(self) -> UnitOfWork:
+        self._connection = self._pool.acquire()
+        self._statements_run = 0
+        self._committed = False
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        broken = exc is not None and is_connection_error(exc)
+        if not self._committed and not broken:
+            try:
+                connection.rollback()
+            except Exception as error:
+                broken = is_connection_error(error)
+        self._pool.release(connection, broken=broken)
+
+    def commit(self) -> None:
+        connection = self._require_connection()
+        try:
+            connection.commit()
+        except Exception as error:
+            if is_connection_error(error):
+                raise DependencyUnavailable("database connection lost at commit") from error
+            raise
+        self._committed = True
+
+    def rollback(self) -> None:
+        self._require_connection().rollback()
+
+    def _require_connection(self) -> pg8000.dbapi.Connection:
+        if self._connection is None:
+            raise RuntimeError("unit of work used outside its with-block")
+        return self._connection
+
+    def _cursor_run(self, query_text: str, params: Mapping[str, Any]) -> pg8000.dbapi.Cursor:
+        bound = {key: _to_db(value) for key, value in params.items()}
+        for attempt in (1, 2):
+            connection = self._require_connection()
+            cursor = connection.cursor()
+            try:
+                cursor.execute(query_text, bound)
+            except Exception as error:
+                if not is_connection_error(error):
+                    raise
+                if attempt == 1 and self._statements_run == 0:
+                    # A stale pooled connection (the database restarted): nothing of this
+                    # transaction has happened yet, so a fresh connection is a clean retry.
+                    self._pool.release(connection, broken=True)
+                    self._connection = None
+                    self._connection = self._pool.acquire()
+                    continue
+                raise DependencyUnavailable("database connection lost") from error
+            self._statements_run += 1
+            return cursor
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def run_sql(self, query_text: str, **params: Any) -> list[Row]:
+        """Run literal SQL (tests, migrations checks); application code names its queries."""
+        cursor = self._cursor_run(query_text, params)
+        return _rows(cursor)
+
+    def fetch_all(self, query_name: str, **params: Any) -> list[Row]:
+        return _rows(self._cursor_run(sql(query_name), params))
+
+    def fetch_one(self, query_name: str, **params: Any) -> Row | None:
+        rows = self.fetch_all(query_name, **params)
+        return rows[0] if rows else None
+
+    def execute(self, query_name: str, **params: Any) -> int:
+        cursor = self._cursor_run(sql(query_name), params)
+        return int(cursor.rowcount)
+
+
+def _rows(cursor: pg8000.dbapi.Cursor) -> list[Row]:
+    if cursor.description is None:
+        return []
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+class UsersRepository:
+    def __init__(self, executor: Executor) -> None:
+        self._db = executor
+
+    def find_by_phone(self, phone_number: str) -> Row | None:
+        return self._db.fetch_one("find_user_by_phone", phone_number=phone_number)
+
+    def find_by_id(self, user_id: UUID) -> Row | None:
+        return self._db.fetch_one("find_user_by_id", user_id=user_id)
+
+    def insert(
+        self, *, phone_number: str, terms_version: str, terms_accepted_at: datetime, now: datetime
+    ) -> Row | None:
+        """The new user's id, or None when the number registered concurrently."""
+        return self._db.fetch_one(
+            "insert_user",
+            phone_number=phone_number,
+            terms_version=terms_version,
+            terms_accepted_at=terms_accepted_at,
+            now=now,
+        )
+
+    def touch_last_active(self, user_id: UUID, *, now: datetime) -> None:
+        self._db.execute("touch_last_active", user_id=user_id, now=now)
+
+
+class PreferencesRepository:
+    def __init__(self, executor: Executor) -> None:
+        self._db = executor
+
+    def find(self, user_id: UUID) -> Row | None:
+        return self._db.fetch_one("find_preferences", user_id=user_id)
+
+    def create_defaults(self, user_id: UUID) -> None:
+        self._db.execute("insert_default_preferences", user_id=user_id)
+
+    def set_notification_enabled(self, user_id: UUID, *, enabled: bool, now: datetime) -> None:
+        self._db.execute("set_notification_enabled", user_id=user_id, enabled=enabled, now=now)
+
+
+class OutboxRepository:
+    def __init__(self, executor: Executor) -> None:
+        self._db = executor
+
+    def add(self, event: OutboxEvent) -> None:
+        self._db.execute(
+            "insert_outbox_event",
+            id=event.event_id,
+            aggregate_id=event.aggregate_id,
+            aggregate_type=event.aggregate_type,
+            event_type=event.event_type,
+            event_version=event.event_version,
+            payload=json.dumps(event.payload, separators=(",", ":"), sort_keys=True),
+            metadata=None if event.metadata is None else json.dumps(event.metadata),
+            correlation_id=event.correlation_id,
+        )
+
+    def list_unpublished(self, limit: int = 100) -> list[Row]:
+        return self._db.fetch_all("list_unpublished_events", limit=limit)
+
+    def list_for_aggregate(self, aggregate_id: UUID) -> list[Row]:
+        return self._db.fetch_all("list_events_for_aggregate", aggregate_id=aggregate_id)
+
+
+class Database:
+    """Built once per function instance (see each main.py's ``deps()``)."""
+
+    def __init__(self, settings: Settings, connect: ConnectionFactory | None = None) -> None:
+        self.pool = ConnectionPool(connect or connection_factory(settings), settings.db_pool_size)
+
+    def unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(self.pool)
+
+    def ping(self) -> None:
+        """Raise DependencyUnavailable unless a round trip to the database works."""
+        try:
+            with self.unit_of_work() as uow:
+                uow.run_sql("SELECT 1")
+        except DependencyUnavailable:
+            raise
+        except Exception as error:
+            raise DependencyUnavailable("database unreachable") from error
+
+    def close(self) -> None:
+        self.pool.close()

@@ -1,0 +1,44 @@
+"""Every Redis key the service writes, named in one place.
+
+Keys that concern a person are named by a keyed hash of the phone number, not by the
+number: a `KEYS *` or a memory dump shows no phone numbers, and erasure can still find
+every key of a person (``keys_for_phone``) because the hash is computable from the number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+
+class RedisKeys:
+    def __init__(self, prefix: str, pepper: bytes) -> None:
+        self._prefix = prefix
+        self._pepper = pepper
+
+    def phone_tag(self, phone_number: str) -> str:
+        digest = hmac.new(self._pepper, b"redis-key:" + phone_number.encode(), hashlib.sha256)
+        return digest.hexdigest()[:32]
+
+    def conversation(self, phone_number: str) -> str:
+        return f"{self._prefix}conv:{self.phone_tag(phone_number)}"
+
+    def inbound_rate(self, phone_number: str, window: int) -> str:
+        return f"{self._prefix}rl:in:{self.phone_tag(phone_number)}:{window}"
+
+    def otp_rate(self, phone_number: str, window: int) -> str:
+        return f"{self._prefix}rl:otp:{self.phone_tag(phone_number)}:{window}"
+
+    def otp_global_rate(self, window: int) -> str:
+        return f"{self._prefix}rl:otp-global:{window}"
+
+    def message_sid(self, message_sid: str) -> str:
+        return f"{self._prefix}msg:{message_sid}"
+
+    def person_pattern(self, phone_number: str) -> str:
+        """A SCAN pattern matching every key that names this person."""
+        return f"{self._prefix}*{self.phone_tag(phone_number)}*"
+
+
+def keys_for_settings(prefix: str, pepper: bytes) -> RedisKeys:
+    return RedisKeys(prefix, pepper)

@@ -1,0 +1,66 @@
+"""Erasure of one person's data (RFC 7.2), shared by `DELETE MY DATA`, the GDPR retention
+job and `whatsapp-handler erase USER_ID`.
+
+The database part runs inside the caller's unit of work, so the anonymisation, the
+preferences deletion, the payload scrub and the `user.gdpr.erased` outbox row commit
+together or not at all. Redis keys are deleted after the commit (``forget_in_redis``):
+they hold no data that is not also gone from PostgreSQL, and they expire in 24 h anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import cast
+from uuid import UUID
+
+import redis
+
+from shared import events
+from shared.db import UnitOfWork
+from shared.redis_keys import RedisKeys
+
+
+class ErasureReason(StrEnum):
+    REQUEST = "GDPR_ERASURE_REQUEST"
+    RETENTION = "GDPR_RETENTION"
+
+
+@dataclass(frozen=True)
+class Erased:
+    user_id: UUID
+    phone_number: str  # the number that was erased: for Redis clean-up only, never logged
+
+
+def erase_user(
+    uow: UnitOfWork,
+    user_id: UUID,
+    *,
+    reason: ErasureReason,
+    now: datetime,
+    correlation_id: str,
+) -> Erased | None:
+    """Anonymise one user in ``uow``; None when already anonymised or unknown.
+
+    The caller commits (and then calls ``forget_in_redis``).
+    """
+    row = uow.fetch_one("lock_user_for_erasure", user_id=user_id)
+    if row is None:
+        return None
+    uow.execute("anonymise_user", user_id=user_id, reason=reason.value, now=now)
+    uow.execute("delete_preferences", user_id=user_id)
+    uow.execute("scrub_unpublished_payloads", user_id=user_id)
+    uow.outbox.add(
+        events.user_gdpr_erased(
+            user_id, correlation_id=correlation_id, erased_at=now, reason=reason.value
+        )
+    )
+    return Erased(user_id=user_id, phone_number=str(row["phone_number"]))
+
+
+def forget_in_redis(client: redis.Redis, keys: RedisKeys, phone_number: str) -> int:
+    """Delete every key naming this person (conversation state, rate-limit counters)."""
+    doomed = [keys.conversation(phone_number)]
+    doomed.extend(str(key) for key in client.scan_iter(match=keys.person_pattern(phone_number)))
+    return cast(int, client.delete(*set(doomed)))

@@ -1,0 +1,33 @@
+-- name: lock_user_for_erasure
+-- Row lock first: a concurrent erasure of the same user waits, then finds it done.
+SELECT id, phone_number
+  FROM whatsapp_handler.users
+ WHERE id = :user_id AND anonymized_at IS NULL
+   FOR UPDATE;
+
+-- name: anonymise_user
+-- RFC 7.2, corrected: the marker fits VARCHAR(20) and the CHECK (D3), anonymized_at marks
+-- it done for good (D4); an earlier block keeps its time, the reason becomes the erasure's.
+UPDATE whatsapp_handler.users
+   SET phone_number = 'ANON-' || left(replace(id::text, '-', ''), 15),
+       display_name = NULL,
+       otp_secret = NULL, otp_expires_at = NULL, otp_attempts = 0,
+       blocked_at = COALESCE(blocked_at, :now),
+       block_reason = :reason,
+       anonymized_at = :now,
+       updated_at = :now
+ WHERE id = :user_id AND anonymized_at IS NULL;
+
+-- name: delete_preferences
+-- RFC 7.1 says preferences go with the user; an anonymising UPDATE fires no cascade.
+DELETE FROM whatsapp_handler.user_preferences WHERE user_id = :user_id;
+
+-- name: scrub_unpublished_payloads
+-- Events not yet published lose the free text and media a person gave us; ids stay so
+-- consumers still see a consistent (if emptier) history.
+UPDATE whatsapp_handler.outbox_events
+   SET payload = payload - 'origin' - 'destination' - 'media' - 'ticket_media'
+                         - 'display_name' || jsonb_build_object('erased', true)
+ WHERE published_at IS NULL
+   AND payload ->> 'user_id' = CAST(:user_id AS TEXT)
+   AND payload ?| array['origin', 'destination', 'media', 'ticket_media', 'display_name'];

@@ -1,0 +1,259 @@
+"""Fixtures on real services: PostgreSQL, Redis, the Pub/Sub emulator, a Twilio stand-in.
+
+- ``services`` (session): reuses the servers that answer and starts the ones that do not,
+  makes a database for this run (migrated once, as a template), and puts the run's
+  settings in the environment so every function's ``deps()`` builds against them.
+- ``clean_state`` (function): empty tables, no Redis keys of this run, no recorded SMS.
+- ``pubsub`` (session): the emulator; skipped with a reason where it is not installed,
+  except under CI=true, where a missing emulator fails the run.
+- ``fresh_database_url`` (function): a new empty database, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pg8000.native
+import pytest
+import redis
+
+from tests.support import services as svc
+from tests.support.twilio_standin import TwilioStandIn
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_ACCOUNT_SID = "AC" + "1" * 32
+TEST_AUTH_TOKEN = "test-auth-token-" + "5f" * 8
+TEST_OTP_PEPPER = "test-pepper-" + "a7" * 12
+TEST_WEBHOOK_URL = "https://whatsapp-handler.example.test/webhook"
+TEST_SMS_FROM = "+447700900999"
+TEST_WHATSAPP_FROM = "whatsapp:+447700900998"
+TEST_PROJECT = "railrepay-test"
+TABLES = (
+    "whatsapp_handler.notification_deliveries",
+    "whatsapp_handler.outbox_events",
+    "whatsapp_handler.user_preferences",
+    "whatsapp_handler.users",
+)
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
+
+
+def _admin(url: str) -> pg8000.native.Connection:
+    parts = urlsplit(url)
+    return pg8000.native.Connection(
+        user=parts.username or "postgres",
+        password=parts.password,
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 5432,
+        database=parts.path.lstrip("/") or "postgres",
+    )
+
+
+@dataclass
+class Services:
+    admin_url: str
+    database_url: str
+    template_database: str
+    redis_url: str
+    redis_prefix: str
+    twilio: TwilioStandIn
+    redis: redis.Redis
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    started: list[svc.Started] = []
+    admin_url, pg_started = svc.postgres_admin_url()
+    if pg_started:
+        started.append(pg_started)
+    redis_url, redis_started = svc.redis_url()
+    if redis_started:
+        started.append(redis_started)
+    twilio = TwilioStandIn(TEST_ACCOUNT_SID, TEST_AUTH_TOKEN).start()
+
+    run_id = f"{os.getpid()}_{secrets.token_hex(3)}"
+    template = f"wh_test_{run_id}_template"
+    database = f"wh_test_{run_id}"
+    admin = _admin(admin_url)
+    admin.run(f'CREATE DATABASE "{template}"')
+    from shared import migrate
+
+    migrate.upgrade(_with_database(admin_url, template))
+    admin.run(f'CREATE DATABASE "{database}" TEMPLATE "{template}"')
+
+    prefix = f"wh-test-{run_id}:"
+    environment = {
+        "DATABASE_URL": _with_database(admin_url, database),
+        "REDIS_URL": redis_url,
+        "REDIS_KEY_PREFIX": prefix,
+        "TWILIO_ACCOUNT_SID": TEST_ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": TEST_AUTH_TOKEN,
+        "TWILIO_API_BASE_URL": twilio.base_url,
+        "TWILIO_SMS_FROM": TEST_SMS_FROM,
+        "TWILIO_WHATSAPP_FROM": TEST_WHATSAPP_FROM,
+        "WEBHOOK_PUBLIC_URL": TEST_WEBHOOK_URL,
+        "OTP_PEPPER": TEST_OTP_PEPPER,
+        "GOOGLE_CLOUD_PROJECT": TEST_PROJECT,
+        "PUBSUB_TOPIC": f"wh-events-{run_id}",
+        "NOTIFY_TOPIC": f"wh-notify-{run_id}",
+        "RELAY_LOOP_SECONDS": "0",
+        "TERMS_VERSION": "2025-11-30",
+    }
+    saved = {key: os.environ.get(key) for key in environment}
+    for key in ("TWILIO_EDGE", "TWILIO_REGION"):  # they would mangle the stand-in's URL
+        os.environ.pop(key, None)
+    os.environ.update(environment)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield Services(
+            admin_url=admin_url,
+            database_url=environment["DATABASE_URL"],
+            template_database=template,
+            redis_url=redis_url,
+            redis_prefix=prefix,
+            twilio=twilio,
+            redis=client,
+        )
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        _delete_prefixed_keys(client, prefix)
+        client.close()
+        twilio.stop()
+        _close_cached_dependencies()
+        for name in (database, template):
+            admin.run(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name",
+                name=name,
+            )
+            admin.run(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.close()
+        for process in reversed(started):
+            process.stop()
+
+
+def _close_cached_dependencies() -> None:
+    """Close pools the functions built, so the test databases can be dropped."""
+    import sys
+
+    for module in list(sys.modules.values()):
+        deps = getattr(module, "deps", None)
+        cache_clear = getattr(deps, "cache_clear", None)
+        if deps is None or cache_clear is None:
+            continue
+        info = deps.cache_info()
+        if info.currsize:
+            try:
+                built = deps()
+                close = getattr(built, "close", None)
+                if close is not None:
+                    close()
+            except Exception:  # noqa: S110 - best effort at teardown
+                pass
+        cache_clear()
+
+
+def _delete_prefixed_keys(client: redis.Redis, prefix: str) -> None:
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    for start in range(0, len(keys), 500):
+        client.delete(*keys[start : start + 500])
+
+
+@pytest.fixture()
+def clean_state(services: Services) -> Iterator[Services]:
+    """Every test that writes starts from empty tables, no Redis keys and no SMS."""
+    _truncate(services.database_url)
+    _delete_prefixed_keys(services.redis, services.redis_prefix)
+    services.twilio.reset()
+    yield services
+
+
+def _truncate(database_url: str) -> None:
+    connection = _admin(database_url)
+    try:
+        connection.run(f"TRUNCATE {', '.join(TABLES)} CASCADE")
+    finally:
+        connection.close()
+
+
+@pytest.fixture()
+def db(clean_state: Services) -> Iterator[Any]:
+    """Our own data-access layer on the run's database, for arranging and asserting."""
+    from shared.db import Database
+    from shared.settings import load_settings
+
+    database = Database(load_settings())
+    yield database
+    database.close()
+
+
+@pytest.fixture()
+def sql(clean_state: Services) -> Iterator[Callable[..., list[dict[str, Any]]]]:
+    """Run literal SQL against the run's database (autocommit), rows as dicts."""
+    connection = _admin(clean_state.database_url)
+
+    def run(statement: str, **params: Any) -> list[dict[str, Any]]:
+        rows = connection.run(statement, **params)
+        if not connection.columns:
+            return []
+        names = [column["name"] for column in connection.columns]
+        return [dict(zip(names, row, strict=True)) for row in rows or []]
+
+    yield run
+    connection.close()
+
+
+@pytest.fixture()
+def fresh_database_url(services: Services) -> Iterator[str]:
+    name = f"wh_fresh_{secrets.token_hex(4)}"
+    admin = _admin(services.admin_url)
+    admin.run(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_database(services.admin_url, name)
+    finally:
+        admin.run(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name",
+            name=name,
+        )
+        admin.run(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def pubsub(services: Services) -> Iterator[str]:
+    """The emulator's host:port, with PUBSUB_EMULATOR_HOST set for the clients."""
+    host_port, started, why = svc.pubsub_emulator()
+    if host_port is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the Pub/Sub tests, but {why}")
+        pytest.skip(why)
+    saved = os.environ.get("PUBSUB_EMULATOR_HOST")
+    os.environ["PUBSUB_EMULATOR_HOST"] = host_port
+    try:
+        yield host_port
+    finally:
+        if saved is None:
+            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        else:
+            os.environ["PUBSUB_EMULATOR_HOST"] = saved
+        if started is not None:
+            started.stop()
+
+
+def sign(url: str, params: dict[str, str], token: str = TEST_AUTH_TOKEN) -> str:
+    """X-Twilio-Signature exactly as Twilio computes it."""
+    from twilio.request_validator import RequestValidator
+
+    return str(RequestValidator(token).compute_signature(url, params))

@@ -1,0 +1,139 @@
+"""The data-access layer on real PostgreSQL: unit of work, pool, reconnection, queries."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+from uuid import uuid4
+
+import pytest
+
+from shared import events
+from shared.db import Database
+from shared.queries import all_queries, parse_queries
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def register(database: Database, phone: str = "+447700900123") -> Any:
+    with database.unit_of_work() as uow:
+        row = uow.users.insert(
+            phone_number=phone, terms_version="v1", terms_accepted_at=NOW, now=NOW
+        )
+        assert row is not None
+        uow.preferences.create_defaults(row["id"])
+        uow.outbox.add(
+            events.user_registered(
+                row["id"], correlation_id="corr-1", terms_version="v1", registered_at=NOW
+            )
+        )
+        uow.commit()
+    return row["id"]
+
+
+def test_change_and_outbox_row_commit_together(db: Database, sql: Any) -> None:
+    user_id = register(db)
+    assert sql("SELECT count(*) AS n FROM whatsapp_handler.users") == [{"n": 1}]
+    (event,) = sql(
+        "SELECT event_type, aggregate_id, correlation_id, payload FROM whatsapp_handler.outbox_events"
+    )
+    assert event["event_type"] == "user.registered"
+    assert str(event["aggregate_id"]) == str(user_id)
+    assert event["correlation_id"] == "corr-1"
+    assert event["payload"]["user_id"] == str(user_id)
+
+
+def test_leaving_without_commit_rolls_back_both(db: Database, sql: Any) -> None:
+    with db.unit_of_work() as uow:
+        row = uow.users.insert(
+            phone_number="+447700900124", terms_version="v1", terms_accepted_at=NOW, now=NOW
+        )
+        assert row is not None
+        uow.outbox.add(
+            events.user_registered(
+                row["id"], correlation_id="c", terms_version="v1", registered_at=NOW
+            )
+        )
+    assert sql("SELECT count(*) AS n FROM whatsapp_handler.users") == [{"n": 0}]
+    assert sql("SELECT count(*) AS n FROM whatsapp_handler.outbox_events") == [{"n": 0}]
+
+
+def test_failure_mid_transaction_leaves_nothing(db: Database, sql: Any) -> None:
+    register(db)
+    with pytest.raises(Exception, match="idx_users_phone"), db.unit_of_work() as uow:
+        uow.outbox.add(events.user_verified(uuid4(), correlation_id="c", verified_at=NOW))
+        uow.run_sql("INSERT INTO whatsapp_handler.users (phone_number) VALUES ('+447700900123')")
+        uow.commit()
+    assert sql("SELECT count(*) AS n FROM whatsapp_handler.outbox_events") == [{"n": 1}]
+
+
+def test_concurrent_registration_of_one_number_makes_one_user(db: Database, sql: Any) -> None:
+    barrier = threading.Barrier(8)
+    results: list[Any] = []
+
+    def attempt() -> None:
+        barrier.wait()
+        with db.unit_of_work() as uow:
+            row = uow.users.insert(
+                phone_number="+447700900125", terms_version="v1", terms_accepted_at=NOW, now=NOW
+            )
+            uow.commit()
+        results.append(row)
+
+    threads = [threading.Thread(target=attempt) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(1 for row in results if row is not None) == 1
+    assert sql("SELECT count(*) AS n FROM whatsapp_handler.users") == [{"n": 1}]
+
+
+def test_pool_recovers_after_connections_are_killed(db: Database, sql: Any) -> None:
+    register(db)
+    # What a database restart does to pooled connections.
+    sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE application_name = 'whatsapp-handler' AND pid <> pg_backend_pid()"
+    )
+    with db.unit_of_work() as uow:
+        assert uow.users.find_by_phone("+447700900123") is not None
+    db.ping()
+
+
+def test_preferences_defaults_and_switch(db: Database) -> None:
+    user_id = register(db)
+    with db.unit_of_work() as uow:
+        preferences = uow.preferences.find(user_id)
+        assert preferences is not None
+        assert preferences["notification_enabled"] is True
+        assert preferences["language"] == "en-GB"
+        assert preferences["delay_threshold_minutes"] == 15
+        uow.preferences.set_notification_enabled(user_id, enabled=False, now=NOW)
+        uow.commit()
+    with db.unit_of_work() as uow:
+        preferences = uow.preferences.find(user_id)
+        assert preferences is not None and preferences["notification_enabled"] is False
+
+
+def test_unpublished_poll_returns_oldest_first(db: Database) -> None:
+    user_id = register(db)
+    with db.unit_of_work() as uow:
+        uow.outbox.add(events.user_verified(user_id, correlation_id="corr-2", verified_at=NOW))
+        uow.commit()
+    with db.unit_of_work() as uow:
+        types = [row["event_type"] for row in uow.outbox.list_unpublished(limit=10)]
+    assert types == ["user.registered", "user.verified"]
+
+
+def test_every_named_query_parses_and_has_a_description() -> None:
+    queries = all_queries()
+    assert {"find_user_by_phone", "insert_outbox_event", "list_unpublished_events"} <= set(queries)
+    assert all(query.description for query in queries.values())
+
+
+def test_duplicate_query_names_are_refused() -> None:
+    text = "-- name: a\n-- one\nSELECT 1;\n-- name: a\n-- two\nSELECT 2;\n"
+    with pytest.raises(ValueError, match="defined twice"):
+        parse_queries(text)
