@@ -1,0 +1,58 @@
+"""Small HTTP helpers shared by the HTTP functions: JSON answers, errors, health, ids.
+
+The one place where our error family becomes a status code (see shared/errors.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+from uuid import uuid4
+
+import flask
+
+from shared.errors import WhatsAppHandlerError
+from shared.logs import correlation_id_var, trace_var
+
+_SAFE_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+
+
+def json_response(body: Mapping[str, Any] | list[Any], status: int = 200) -> flask.Response:
+    return flask.Response(
+        json.dumps(body, default=str, separators=(",", ":")),
+        status=status,
+        mimetype="application/json",
+    )
+
+
+def error_response(error: WhatsAppHandlerError) -> flask.Response:
+    return json_response({"error": error.reason}, status=error.status_code)
+
+
+def health_response(checks: Mapping[str, Callable[[], None]]) -> flask.Response:
+    """200 when every dependency answers; 503 with the failing ones named otherwise."""
+    failures: dict[str, str] = {}
+    for name, check in checks.items():
+        try:
+            check()
+        except Exception as error:  # any failure means "not healthy"
+            failures[name] = type(error).__name__
+    if failures:
+        return json_response({"status": "unavailable", "failing": failures}, status=503)
+    return json_response({"status": "ok", "checks": sorted(checks)})
+
+
+def bind_request_context(request: flask.Request, fallback: str | None = None) -> str:
+    """Pick the correlation id (X-Correlation-ID if sane, else ``fallback``, else new) and
+    bind it, with Cloud Trace's header, to every log line of this request."""
+    candidate = request.headers.get("X-Correlation-ID", "")
+    if _SAFE_CORRELATION_ID.match(candidate):
+        correlation_id = candidate
+    else:
+        correlation_id = fallback or uuid4().hex
+    correlation_id_var.set(correlation_id)
+    trace = request.headers.get("X-Cloud-Trace-Context", "").split("/")[0]
+    trace_var.set(trace or None)
+    return correlation_id
