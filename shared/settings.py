@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     # --- GDPR (RAILREPAY-701) ---------------------------------------------------
     gdpr_inactivity_days: PositiveInt = 180
     gdpr_batch_size: PositiveInt = 500
+    # One run stops starting new batches after this long (the next run carries on).
+    gdpr_max_run_seconds: PositiveInt = 300
 
     # --- notifications ----------------------------------------------------------
     whatsapp_session_window_hours: PositiveInt = 24

@@ -9,6 +9,7 @@ they hold no data that is not also gone from PostgreSQL, and they expire in 24 h
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -64,3 +65,33 @@ def forget_in_redis(client: redis.Redis, keys: RedisKeys, phone_number: str) -> 
     doomed = [keys.conversation(phone_number)]
     doomed.extend(str(key) for key in client.scan_iter(match=keys.person_pattern(phone_number)))
     return cast(int, client.delete(*set(doomed)))
+
+
+def forget_many_in_redis(
+    client: redis.Redis,
+    keys: RedisKeys,
+    phone_numbers: Iterable[str],
+    *,
+    prefix: str,
+    chunk: int = 500,
+) -> int:
+    """``forget_in_redis`` for a whole batch with ONE pass over the service's keys.
+
+    A SCAN per person walks the whole keyspace each time (500 people, 500 walks); here
+    every key under ``prefix`` (REDIS_KEY_PREFIX) is read once, and deleted when one of
+    its ``:``-separated parts is a phone tag of the batch (the shape of every key that
+    ``RedisKeys`` names after a person).
+    """
+    phones = set(phone_numbers)
+    if not phones:
+        return 0
+    tags = {keys.phone_tag(phone) for phone in phones}
+    doomed = {keys.conversation(phone) for phone in phones}
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        if not tags.isdisjoint(str(key).split(":")):
+            doomed.add(str(key))
+    deleted = 0
+    ordered = sorted(doomed)
+    for start in range(0, len(ordered), chunk):
+        deleted += cast(int, client.delete(*ordered[start : start + chunk]))
+    return deleted
