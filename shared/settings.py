@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     relay_batch_size: PositiveInt = 100
     relay_publish_timeout_seconds: float = Field(default=10.0, gt=0)
     relay_max_attempts: PositiveInt = 10
+    # Failed publish n waits between half and all of min(max, base * 2**(n-1)) seconds.
+    relay_backoff_base_seconds: float = Field(default=1.0, gt=0)
+    relay_backoff_max_seconds: float = Field(default=300.0, gt=0)
     outbox_retention_days: PositiveInt = 7
     outbox_purge_batch_size: PositiveInt = 5_000
 
