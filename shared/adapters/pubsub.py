@@ -27,6 +27,9 @@ from typing import Any
 
 from shared.settings import Settings
 
+# Pub/Sub refuses a publish request over 10 MB (and so does the client library).
+MAX_REQUEST_BYTES = 10_000_000
+
 # Extra time to wait for the futures beyond the RPC timeout, so an RPC that times out is
 # reported by the client (with its reason) rather than by our wait.
 _WAIT_GRACE_SECONDS = 1.0
@@ -98,6 +101,31 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}"[:500] if text else type(error).__name__
 
 
+def request_bytes(topic_path: str, message: OutgoingMessage) -> int:
+    """Size of a publish request carrying only ``message``; exact near the limit."""
+    estimate = (
+        len(topic_path)
+        + len(message.data)
+        + len(message.ordering_key)
+        + sum(len(key) + len(value) for key, value in message.attributes.items())
+    )
+    if estimate < MAX_REQUEST_BYTES - 64 * 1024:
+        return estimate  # far below the limit, however the framing counts
+    from google.pubsub_v1 import types as gapic_types
+
+    request = gapic_types.PublishRequest(
+        topic=topic_path,
+        messages=[
+            gapic_types.PubsubMessage(
+                data=message.data,
+                attributes=dict(message.attributes),
+                ordering_key=message.ordering_key,
+            )
+        ],
+    )
+    return int(gapic_types.PublishRequest.pb(request).ByteSize())
+
+
 def _is_permanent(error: BaseException) -> bool:
     from google.api_core import exceptions as api_exceptions
     from google.cloud.pubsub_v1.publisher import exceptions as publisher_exceptions
@@ -160,6 +188,20 @@ class EventPublisher:
         for index, message in enumerate(messages):
             if message.ordering_key in failed_keys:
                 results[index] = PublishResult(Outcome.NOT_SENT)
+                continue
+            size = request_bytes(self.topic_path, message)
+            if size > MAX_REQUEST_BYTES:
+                # Refused here, not by the client: google-cloud-pubsub 2.x raises
+                # MessageTooLargeError after creating an empty batch for the ordering key,
+                # and that batch never completes, so the key would publish nothing again
+                # in this process.
+                failed_keys.add(message.ordering_key)
+                results[index] = PublishResult(
+                    Outcome.FAILED,
+                    error=f"MessageTooLarge: a {size}-byte publish request exceeds "
+                    f"Pub/Sub's {MAX_REQUEST_BYTES} bytes",
+                    permanent=True,
+                )
                 continue
             try:
                 pending[index] = self.client.publish(

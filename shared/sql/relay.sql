@@ -1,32 +1,41 @@
 -- name: claim_relay_batch
 -- The relay's batch: due, undelivered, not dead-lettered events, oldest first, locked with
--- SKIP LOCKED so concurrent relays take disjoint rows. An event whose earlier sibling
--- (same aggregate) is backing off is not taken: it waits its turn instead of filling the
--- batch. earlier_pending counts the earlier siblings still owed to Pub/Sub; the relay
--- publishes an event only when all of them are in its own batch (shared/services/relay.py).
+-- SKIP LOCKED so concurrent relays take disjoint rows (narrow rows are sorted; payloads
+-- are read for the claimed ones only). An event behind a sibling (same aggregate) that is
+-- backing off is not taken: it waits its turn instead of filling the batch. earlier_pending
+-- counts the earlier siblings still owed to Pub/Sub; the relay publishes an event only
+-- when all of them are in its own batch (shared/services/relay.py).
+WITH backing_off AS MATERIALIZED (
+    SELECT aggregate_id, min(created_at) AS since
+      FROM whatsapp_handler.outbox_events
+     WHERE published_at IS NULL
+       AND dead_lettered_at IS NULL
+       AND next_attempt_at > :now
+     GROUP BY aggregate_id
+), claimed AS (
+    SELECT e.id
+      FROM whatsapp_handler.outbox_events e
+     WHERE e.published_at IS NULL
+       AND e.dead_lettered_at IS NULL
+       AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= :now)
+       AND NOT EXISTS (SELECT 1 FROM backing_off b
+                        WHERE b.aggregate_id = e.aggregate_id AND b.since <= e.created_at)
+     ORDER BY e.created_at, e.id
+     LIMIT :batch_size
+       FOR UPDATE OF e SKIP LOCKED
+)
 SELECT e.id, e.aggregate_id, e.aggregate_type, e.event_type, e.event_version, e.payload,
        e.correlation_id, e.created_at, e.attempts,
        (SELECT count(*)
           FROM whatsapp_handler.outbox_events p
          WHERE p.aggregate_id = e.aggregate_id
+           AND p.aggregate_type = e.aggregate_type
            AND p.published_at IS NULL
            AND p.dead_lettered_at IS NULL
            AND (p.created_at, p.id) < (e.created_at, e.id)) AS earlier_pending
   FROM whatsapp_handler.outbox_events e
- WHERE e.published_at IS NULL
-   AND e.dead_lettered_at IS NULL
-   AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= :now)
-   AND NOT EXISTS (
-         SELECT 1
-           FROM whatsapp_handler.outbox_events b
-          WHERE b.aggregate_id = e.aggregate_id
-            AND b.published_at IS NULL
-            AND b.dead_lettered_at IS NULL
-            AND b.next_attempt_at > :now
-            AND (b.created_at, b.id) < (e.created_at, e.id))
- ORDER BY e.created_at, e.id
- LIMIT :batch_size
-   FOR UPDATE OF e SKIP LOCKED;
+  JOIN claimed USING (id)
+ ORDER BY e.created_at, e.id;
 
 -- name: mark_events_published
 -- Only the events whose publish Pub/Sub acknowledged, in the claiming transaction.
