@@ -19,9 +19,9 @@ the same source gives the same bytes and the same sha256, and Terraform redeploy
 function only when its source changed. An unchanged archive is not rewritten.
 
 Terraform runs this through its ``external`` data source (terraform/sources.tf) on every
-plan, with ``--terraform``: it reads the JSON query on stdin (ignored) and prints one flat JSON object of
-strings, ``{"<name>": "<path>", "<name>_sha256": "<hex>"}``. Needs Python 3.11+ and
-nothing outside the standard library.
+plan, with ``--terraform``: it reads the JSON query on stdin (ignored) and prints one
+flat JSON object of strings, ``{"<name>": "<path>", "<name>_sha256": "<hex>"}``.
+Needs Python 3.11+ and nothing outside the standard library.
 """
 
 from __future__ import annotations

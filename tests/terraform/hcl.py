@@ -6,9 +6,11 @@ values (numbers, lists, maps written out in HCL) come back as Python values.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import hcl2
@@ -89,3 +91,13 @@ def one(block: Any) -> dict[str, Any]:
         block = block[0]
     assert isinstance(block, dict), block
     return block
+
+
+@lru_cache(maxsize=1)
+def build_script() -> ModuleType:
+    """terraform/build_sources.py as a module (it is a script, not a package member)."""
+    spec = importlib.util.spec_from_file_location("build_sources", TERRAFORM / "build_sources.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
