@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     rate_limit_otp_per_hour: PositiveInt = 5
     rate_limit_otp_global_per_hour: PositiveInt = 1_000
     max_request_bytes: PositiveInt = 64 * 1024
+    # A MessageSid seen within this long is a Twilio retry and changes nothing.
+    message_dedupe_ttl_seconds: PositiveInt = 24 * 3600
 
     # --- events -----------------------------------------------------------------
     google_cloud_project: str = "railrepay-local"

@@ -1,0 +1,574 @@
+"""The imperative shell around the conversation: one inbound WhatsApp message, end to end.
+
+1. De-duplicate: ``SET NX`` on the MessageSid (with a TTL). A second delivery of the
+   same message, also one arriving at the same moment elsewhere, finds the key and
+   changes nothing. Until the commit the key is released on any failure, so Twilio's
+   retry of a message that failed here is served afresh.
+2. Rate limit the number (inbound messages per minute).
+3. In ONE unit of work: lock the user row (the truth), load the conversation state
+   (Redis), ``conversation.step``, carry out its effects with their outbox rows, touch
+   ``last_active_at``, commit.
+4. After the commit only: send the OTP SMS, forget an erased person in Redis, save
+   the state. None of these may raise any more (the work is done and must not be
+   repeated), so each failure is logged and the reply adjusted where it matters.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import redis
+
+from shared import conversation, events, otp
+from shared.adapters.conversation_store import ConversationStore
+from shared.adapters.rate_limiter import OtpAllowance, RateLimiter
+from shared.adapters.twilio_messages import TwilioMessages
+from shared.conversation import (
+    AcceptTerms,
+    ConversationConfig,
+    ConversationState,
+    Effect,
+    EraseUser,
+    Inbound,
+    MarkVerified,
+    OtpCheckOutcome,
+    OtpSendOutcome,
+    OtpSendResult,
+    Outcome,
+    PublishTicket,
+    RegisterUser,
+    RequestClaimStatus,
+    SendOtpSms,
+    SetNotifications,
+    StartConversation,
+    SubmitJourney,
+    UserView,
+    VerifyOtp,
+)
+from shared.db import Database, Row, UnitOfWork
+from shared.errors import BadRequest, DependencyUnavailable
+from shared.events import Media
+from shared.ids import PhoneNumber
+from shared.logs import get_logger, mask_phone
+from shared.phone import InvalidPhoneNumber, from_whatsapp_address
+from shared.redis_keys import RedisKeys
+from shared.services.erasure import Erased, ErasureReason, erase_user, forget_in_redis
+from shared.settings import Settings
+
+log = get_logger("webhook")
+
+MAX_MEDIA = 10  # Twilio delivers at most 10 media per WhatsApp message
+MAX_MEDIA_URL_CHARS = 2048
+MAX_BODY_CHARS = 4096  # WhatsApp's own limit for one message
+_MESSAGE_SID = re.compile(r"^[A-Za-z0-9]{2,64}$")
+_CONTENT_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;.*)?$")
+
+
+# --- the message as Twilio posts it ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    phone_number: PhoneNumber
+    message_sid: str
+    text: str
+    media: tuple[Media, ...] = ()
+
+
+def is_message_sid(value: str) -> bool:
+    return bool(_MESSAGE_SID.match(value))
+
+
+def parse_twilio_form(form: Mapping[str, str]) -> InboundMessage:
+    """Twilio's form fields to a message; BadRequest (400, with a reason) otherwise."""
+    sender = form.get("From")
+    if not sender:
+        raise BadRequest("From is required")
+    message_sid = form.get("MessageSid")
+    if not message_sid:
+        raise BadRequest("MessageSid is required")
+    if not is_message_sid(message_sid):
+        raise BadRequest("MessageSid is malformed")
+    try:
+        phone_number = from_whatsapp_address(sender)
+    except InvalidPhoneNumber as error:
+        raise BadRequest(f"From: {error}") from None
+    text = form.get("Body") or ""
+    if len(text) > MAX_BODY_CHARS:
+        raise BadRequest(f"Body is longer than {MAX_BODY_CHARS} characters")
+    return InboundMessage(
+        phone_number=phone_number,
+        message_sid=message_sid,
+        text=text,
+        media=_media(form),
+    )
+
+
+def _media(form: Mapping[str, str]) -> tuple[Media, ...]:
+    raw_count = (form.get("NumMedia") or "0").strip()
+    if not raw_count.isascii() or not raw_count.isdigit() or int(raw_count) > MAX_MEDIA:
+        raise BadRequest(f"NumMedia must be a whole number from 0 to {MAX_MEDIA}")
+    items = []
+    for index in range(int(raw_count)):
+        url = form.get(f"MediaUrl{index}") or ""
+        parts = urlsplit(url) if len(url) <= MAX_MEDIA_URL_CHARS else None
+        if parts is None or parts.scheme not in ("https", "http") or not parts.netloc:
+            raise BadRequest(f"MediaUrl{index} must be an http(s) URL")
+        content_type = (form.get(f"MediaContentType{index}") or "").strip()
+        if not _CONTENT_TYPE.match(content_type) or len(content_type) > 255:
+            raise BadRequest(f"MediaContentType{index} is not a content type")
+        items.append(Media(url=url, content_type=content_type.lower()))
+    return tuple(items)
+
+
+# --- what the shell works with -----------------------------------------------------------
+
+
+def conversation_config(settings: Settings) -> ConversationConfig:
+    return ConversationConfig(
+        terms_version=settings.terms_version,
+        terms_url=settings.terms_url,
+        claim_window_days=settings.claim_window_days,
+        otp_ttl_seconds=settings.otp_ttl_seconds,
+        otp_max_attempts=settings.otp_max_attempts,
+    )
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class WebhookServices:
+    """Built once per instance by functions/webhook/main.py's ``deps()``."""
+
+    settings: Settings
+    database: Database
+    client: redis.Redis
+    keys: RedisKeys
+    store: ConversationStore
+    limiter: RateLimiter
+    config: ConversationConfig
+    pepper: bytes
+    # Injectable so tests can move time (OTP expiry, rate-limit windows) without sleeping.
+    clock: Callable[[], datetime] = utc_now
+    _twilio: TwilioMessages | None = field(default=None, repr=False)
+
+    @classmethod
+    def build(cls, settings: Settings, database: Database, client: redis.Redis) -> WebhookServices:
+        settings.require("otp_pepper", "twilio_sms_from")
+        assert settings.otp_pepper is not None  # noqa: S101 - checked by require()
+        pepper = settings.otp_pepper.get_secret_value().encode()
+        keys = RedisKeys(settings.redis_key_prefix, pepper)
+        return cls(
+            settings=settings,
+            database=database,
+            client=client,
+            keys=keys,
+            store=ConversationStore(client, keys, settings.conversation_ttl_seconds),
+            limiter=RateLimiter(
+                client,
+                keys,
+                inbound_per_minute=settings.rate_limit_inbound_per_minute,
+                otp_per_hour=settings.rate_limit_otp_per_hour,
+                otp_global_per_hour=settings.rate_limit_otp_global_per_hour,
+            ),
+            config=conversation_config(settings),
+            pepper=pepper,
+        )
+
+    def twilio(self) -> TwilioMessages:
+        if self._twilio is None:
+            self._twilio = TwilioMessages(self.settings)
+        return self._twilio
+
+
+# --- de-duplication ----------------------------------------------------------------------
+
+_RELEASE_IF_OURS = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class MessageLedger:
+    """MessageSids being handled ("pending:<token>") or handled ("done")."""
+
+    def __init__(self, client: redis.Redis, keys: RedisKeys, ttl_seconds: int) -> None:
+        self._client = client
+        self._keys = keys
+        self._ttl_seconds = ttl_seconds
+
+    def claim(self, message_sid: str) -> str | None:
+        """A token when this delivery is the first; None for a repeat."""
+        token = f"pending:{secrets.token_hex(8)}"
+        key = self._keys.message_sid(message_sid)
+        if self._client.set(key, token, nx=True, ex=self._ttl_seconds):
+            return token
+        return None
+
+    def release(self, message_sid: str, token: str) -> None:
+        self._client.eval(_RELEASE_IF_OURS, 1, self._keys.message_sid(message_sid), token)
+
+    def complete(self, message_sid: str) -> None:
+        self._client.set(self._keys.message_sid(message_sid), "done", xx=True, keepttl=True)
+
+
+# --- carrying out effects ----------------------------------------------------------------
+
+
+@dataclass
+class _Execution:
+    """The effects of one message inside its unit of work, and what is left for later."""
+
+    uow: UnitOfWork
+    services: WebhookServices
+    message: InboundMessage
+    now: datetime
+    correlation_id: str
+    user_id: UUID | None
+    otp_code: str | None = field(default=None, repr=False)  # to SMS after the commit
+    erased: Erased | None = None
+    done: list[str] = field(default_factory=list)
+
+    def _user(self) -> UUID:
+        if self.user_id is None:
+            raise RuntimeError("effect needs a registered user")
+        return self.user_id
+
+    def run(self, effect: Effect) -> Outcome | None:
+        self.done.append(type(effect).__name__)
+        uow, now, correlation_id = self.uow, self.now, self.correlation_id
+        match effect:
+            case RegisterUser(terms_version=version):
+                self.user_id = self._register(version)
+            case AcceptTerms(terms_version=version):
+                uow.execute("accept_terms", user_id=self._user(), terms_version=version, now=now)
+            case StartConversation(conversation_id=conversation_id):
+                uow.outbox.add(
+                    events.conversation_started(
+                        self._user(),
+                        correlation_id=correlation_id,
+                        started_at=now,
+                        conversation_id=conversation_id,
+                    )
+                )
+            case SendOtpSms():
+                return self._issue_code()
+            case VerifyOtp(code=code):
+                return self._check_code(code)
+            case MarkVerified():
+                uow.fetch_one("mark_verified", user_id=self._user(), now=now)
+                uow.outbox.add(
+                    events.user_verified(
+                        self._user(), correlation_id=correlation_id, verified_at=now
+                    )
+                )
+            case SetNotifications(enabled=enabled):
+                uow.preferences.set_notification_enabled(self._user(), enabled=enabled, now=now)
+            case EraseUser():
+                self.erased = erase_user(
+                    uow,
+                    self._user(),
+                    reason=ErasureReason.REQUEST,
+                    now=now,
+                    correlation_id=correlation_id,
+                )
+            case PublishTicket(ticket_id=ticket_id, media=media, journey_id=journey_id):
+                uow.outbox.add(
+                    events.ticket_uploaded(
+                        self._user(),
+                        correlation_id=correlation_id,
+                        message_sid=self.message.message_sid,
+                        media=media,
+                        uploaded_at=now,
+                        journey_id=journey_id,
+                        ticket_id=ticket_id,
+                    )
+                )
+            case SubmitJourney():
+                uow.outbox.add(
+                    events.journey_submitted(
+                        self._user(),
+                        correlation_id=correlation_id,
+                        journey_id=effect.journey_id,
+                        journey_date=effect.journey_date.isoformat(),
+                        origin=effect.origin,
+                        destination=effect.destination,
+                        departure=effect.departure.isoformat(),
+                        media=effect.ticket,
+                        submitted_at=now,
+                    )
+                )
+            case RequestClaimStatus():
+                uow.outbox.add(
+                    events.claim_status_requested(
+                        self._user(), correlation_id=correlation_id, requested_at=now
+                    )
+                )
+        return None
+
+    def _register(self, terms_version: str) -> UUID:
+        phone_number = self.message.phone_number
+        row = self.uow.users.insert(
+            phone_number=phone_number,
+            terms_version=terms_version,
+            terms_accepted_at=self.now,
+            now=self.now,
+        )
+        if row is None:
+            # Registered a moment ago by another message of this number: use that row.
+            existing = self.uow.users.find_by_phone(phone_number)
+            if existing is None:  # pragma: no cover - the conflict proves it exists
+                raise RuntimeError("user vanished during registration")
+            return UUID(str(existing["id"]))
+        user_id = UUID(str(row["id"]))
+        self.uow.preferences.create_defaults(user_id)
+        self.uow.outbox.add(
+            events.user_registered(
+                user_id,
+                correlation_id=self.correlation_id,
+                terms_version=terms_version,
+                registered_at=self.now,
+            )
+        )
+        log.info("user registered", action="user.registered", user_id=str(user_id))
+        return user_id
+
+    def _issue_code(self) -> OtpSendOutcome:
+        services, user_id = self.services, self._user()
+        allowance = services.limiter.allow_otp(self.message.phone_number, self.now)
+        if allowance is not OtpAllowance.ALLOWED:
+            log.warning(
+                "otp refused by rate limit",
+                action="otp.rate_limited",
+                user_id=str(user_id),
+                limit=allowance.value,
+            )
+            return OtpSendOutcome(OtpSendResult.RATE_LIMITED)
+        code = otp.generate_code()
+        self.uow.execute(
+            "store_otp",
+            user_id=user_id,
+            otp_secret=otp.hash_code(services.pepper, self.message.phone_number, code),
+            expires_at=otp.expiry(self.now, services.settings.otp_ttl_seconds),
+            now=self.now,
+        )
+        self.otp_code = code
+        return OtpSendOutcome(OtpSendResult.SENT)
+
+    def _check_code(self, code: str) -> OtpCheckOutcome:
+        settings, user_id = self.services.settings, self._user()
+        row = self.uow.fetch_one(
+            "take_otp_attempt", user_id=user_id, max_attempts=settings.otp_max_attempts
+        )
+        stored = (
+            None
+            if row is None
+            else otp.StoredOtp(
+                otp_hash=str(row["otp_secret"]),
+                expires_at=row["otp_expires_at"],
+                attempts=int(row["otp_attempts"]),
+            )
+        )
+        check = otp.check_code(
+            stored,
+            code=code,
+            phone_number=self.message.phone_number,
+            pepper=self.services.pepper,
+            now=self.now,
+            max_attempts=settings.otp_max_attempts,
+        )
+        if check.result in (otp.OtpResult.EXHAUSTED, otp.OtpResult.EXPIRED):
+            self.uow.execute("clear_otp", user_id=user_id, now=self.now)
+        log.info("otp checked", action="otp.checked", user_id=str(user_id), result=check.result)
+        return OtpCheckOutcome(check)
+
+
+def _user_view(row: Row | None) -> UserView | None:
+    if row is None:
+        return None
+    return UserView(
+        user_id=UUID(str(row["id"])),
+        verified=row["verified_at"] is not None,
+        blocked=row["blocked_at"] is not None,
+        terms_version=row["terms_version"],
+    )
+
+
+# --- one message -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Committed:
+    state: ConversationState | None
+    reply: str
+    base_reply: str
+    execution: _Execution
+    phase_before: str | None
+
+
+def handle_inbound(
+    message: InboundMessage, services: WebhookServices, *, correlation_id: str
+) -> str | None:
+    """The reply text for this message, or None for a repeated delivery (say nothing)."""
+    now = services.clock()
+    ledger = MessageLedger(
+        services.client, services.keys, services.settings.message_dedupe_ttl_seconds
+    )
+    try:
+        token = ledger.claim(message.message_sid)
+    except redis.RedisError as error:
+        raise DependencyUnavailable("redis unreachable") from error
+    if token is None:
+        log.info(
+            "repeated delivery ignored",
+            action="webhook.duplicate",
+            message_sid=message.message_sid,
+        )
+        return None
+    try:
+        if not services.limiter.allow_inbound(message.phone_number, now):
+            log.warning(
+                "inbound rate limit",
+                action="webhook.rate_limited",
+                message_sid=message.message_sid,
+                phone=mask_phone(message.phone_number),
+            )
+            _complete_quietly(ledger, message.message_sid)
+            return conversation.RATE_LIMITED_REPLY
+        committed = _decide_and_commit(message, services, now, correlation_id)
+    except BaseException as error:
+        # Nothing was committed: let Twilio's retry of this message be served afresh.
+        _release_quietly(ledger, message.message_sid, token)
+        if isinstance(error, redis.RedisError):
+            raise DependencyUnavailable("redis unreachable") from error
+        raise
+    reply = _after_commit(committed, message, services)
+    _complete_quietly(ledger, message.message_sid)
+    execution = committed.execution
+    log.info(
+        "message handled",
+        action="webhook.message_handled",
+        message_sid=message.message_sid,
+        phone=mask_phone(message.phone_number),
+        user_id=str(execution.user_id) if execution.user_id else None,
+        phase_before=committed.phase_before,
+        phase_after=committed.state.phase.value if committed.state else None,
+        effects=execution.done,
+        media_count=len(message.media),
+    )
+    return reply
+
+
+def _decide_and_commit(
+    message: InboundMessage, services: WebhookServices, now: datetime, correlation_id: str
+) -> _Committed:
+    config = services.config
+    with services.database.unit_of_work() as uow:
+        user = _user_view(uow.fetch_one("lock_user_by_phone", phone_number=message.phone_number))
+        stored = services.store.load(message.phone_number)
+        inbound = Inbound(
+            message_sid=message.message_sid, text=message.text, media=message.media, user=user
+        )
+        decision = conversation.step(stored, inbound, now, config)
+        execution = _Execution(
+            uow=uow,
+            services=services,
+            message=message,
+            now=now,
+            correlation_id=correlation_id,
+            user_id=user.user_id if user else None,
+        )
+        state, reply = decision.state, decision.reply
+        pending = list(decision.effects)
+        while pending:
+            outcome = execution.run(pending.pop(0))
+            if outcome is not None and state is not None:
+                state, more, reply = conversation.resolve(state, outcome, decision.reply, config)
+                pending.extend(more)
+        if user is not None and not user.blocked and execution.erased is None:
+            uow.users.touch_last_active(user.user_id, now=now)
+        uow.commit()
+    return _Committed(
+        state=state,
+        reply=reply,
+        base_reply=decision.reply,
+        execution=execution,
+        phase_before=stored.phase.value if stored else None,
+    )
+
+
+def _after_commit(committed: _Committed, message: InboundMessage, services: WebhookServices) -> str:
+    state, reply, execution = committed.state, committed.reply, committed.execution
+    phone_number = message.phone_number
+    if execution.otp_code is not None:
+        settings = services.settings
+        try:
+            sent = services.twilio().send(
+                to=phone_number,
+                from_=str(settings.twilio_sms_from),
+                body=otp.sms_body(execution.otp_code, settings.otp_ttl_seconds),
+            )
+            log.info(
+                "otp sent", action="otp.sent", user_id=str(execution.user_id), sms_sid=sent.sid
+            )
+        except Exception as error:
+            log.warning(
+                "otp sms failed",
+                action="otp.sms_failed",
+                user_id=str(execution.user_id),
+                error_type=type(error).__name__,
+            )
+            if state is not None:
+                failed = OtpSendOutcome(OtpSendResult.FAILED)
+                state, _, reply = conversation.resolve(
+                    state, failed, committed.base_reply, services.config
+                )
+    try:
+        if execution.erased is not None:
+            forget_in_redis(services.client, services.keys, execution.erased.phone_number)
+            log.info("user erased", action="user.erased", user_id=str(execution.user_id))
+        if state is None:
+            services.store.delete(phone_number)
+        else:
+            services.store.save(phone_number, state)
+    except redis.RedisError as error:
+        # The database has it all; the next message rebuilds the state from the user row.
+        log.warning(
+            "conversation state not saved",
+            action="conversation.save_failed",
+            message_sid=message.message_sid,
+            error_type=type(error).__name__,
+        )
+    return reply
+
+
+def _release_quietly(ledger: MessageLedger, message_sid: str, token: str) -> None:
+    try:
+        ledger.release(message_sid, token)
+    except redis.RedisError as error:
+        log.warning(
+            "message ledger not released",
+            action="webhook.release_failed",
+            message_sid=message_sid,
+            error_type=type(error).__name__,
+        )
+
+
+def _complete_quietly(ledger: MessageLedger, message_sid: str) -> None:
+    try:
+        ledger.complete(message_sid)
+    except redis.RedisError as error:
+        log.warning(
+            "message ledger not completed",
+            action="webhook.complete_failed",
+            message_sid=message_sid,
+            error_type=type(error).__name__,
+        )
