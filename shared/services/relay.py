@@ -293,6 +293,11 @@ class BatchReport:
     outage: bool = False
 
 
+def _idle_timeout_ms(policy: RelayPolicy) -> int:
+    """Well beyond our own longest wait inside the transaction (the publish wait)."""
+    return int(max(30.0, 3 * (policy.publish_timeout_seconds + 1.0)) * 1000)
+
+
 def relay_batch(
     database: Database,
     publisher: Publisher,
@@ -303,6 +308,7 @@ def relay_batch(
 ) -> BatchReport:
     """Claim, publish, record: one transaction (see the module docstring)."""
     with database.unit_of_work() as uow:
+        uow.fetch_all("bound_relay_transaction", timeout_ms=str(_idle_timeout_ms(policy)))
         rows = uow.fetch_all("claim_relay_batch", now=clock(), batch_size=policy.batch_size)
         claimed = [PendingEvent.from_row(row) for row in rows]
         to_publish, held = select_publishable(claimed)

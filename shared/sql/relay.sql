@@ -1,3 +1,8 @@
+-- name: bound_relay_transaction
+-- A relay that dies mid-batch without closing its connection (a lost instance) must not
+-- keep its rows locked for long: the server ends the session once it idles this long.
+SELECT set_config('idle_in_transaction_session_timeout', :timeout_ms, true);
+
 -- name: claim_relay_batch
 -- The relay's batch: due, undelivered, not dead-lettered events, oldest first, locked with
 -- SKIP LOCKED so concurrent relays take disjoint rows (narrow rows are sorted; payloads
