@@ -1,0 +1,238 @@
+"""The claim conversation end to end (issue 7): CLAIM to journey.submitted."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from tests.webhook.conftest import PHONE, Bot
+
+PHOTO = ("https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM9/Media/ME9", "image/png")
+
+
+def user_id(sql: Any) -> str:
+    return str(sql("SELECT id FROM whatsapp_handler.users")[0]["id"])
+
+
+def submitted(outbox: Any) -> list[dict[str, Any]]:
+    return [row for row in outbox() if row["event_type"] == "journey.submitted"]
+
+
+def test_a_whole_claim_publishes_journey_submitted(bot: Bot, sql: Any, outbox: Any) -> None:
+    bot.register()
+
+    assert "Which day" in bot.say("CLAIM")
+    assert "Which stations" in bot.say("yesterday")
+    assert "What time" in bot.say("  Leeds   to York ")
+    assert "photo or PDF of your ticket" in bot.say("08:02")
+    summary = bot.say("SKIP")
+    assert "Monday 23 November 2026" in summary and "Leeds" in summary and "08:02" in summary
+    bot.clock.advance(minutes=3)
+    sid = bot.next_sid()
+    done = bot.say("YES", sid=sid)
+
+    assert "We'll message you here when we've matched your journey" in done
+    (row,) = submitted(outbox)
+    payload = row["payload"]
+    assert row["aggregate_type"] == "journey" and str(row["aggregate_id"]) == payload["journey_id"]
+    assert row["correlation_id"] == sid
+    assert payload == {
+        "journey_id": payload["journey_id"],
+        "user_id": user_id(sql),
+        "journey_date": "2026-11-23",
+        "origin": "Leeds",
+        "destination": "York",
+        "departure": "2026-11-23T08:02:00+00:00",
+        "ticket_media": [],
+        "submitted_at": bot.clock.now.isoformat(),
+    }
+    assert sql("SELECT last_active_at FROM whatsapp_handler.users") == [
+        {"last_active_at": bot.clock.now}
+    ]
+    assert "CLAIM" in bot.say("what now")  # back at the menu
+
+
+def test_a_ticket_photo_inside_a_claim_belongs_to_the_journey(bot: Bot, outbox: Any) -> None:
+    bot.register()
+    bot.say("DELAY")
+    bot.say("15 Nov")
+    bot.say("from Bristol Temple Meads to London Paddington")
+    bot.say("7:45am")
+
+    confirm = bot.say("", media=(PHOTO,))
+
+    assert "Got your ticket" in confirm and "1 file attached" in confirm
+    bot.say("yes")
+    ticket = next(row for row in outbox() if row["event_type"] == "ticket.uploaded")
+    (journey,) = submitted(outbox)
+    assert ticket["payload"]["journey_id"] == journey["payload"]["journey_id"]
+    assert journey["payload"]["ticket_media"] == [{"url": PHOTO[0], "content_type": "image/png"}]
+    assert journey["payload"]["origin"] == "Bristol Temple Meads"
+    assert journey["payload"]["destination"] == "London Paddington"
+    assert journey["payload"]["departure"] == "2026-11-15T07:45:00+00:00"
+
+
+def test_a_ticket_sent_first_is_offered_to_the_next_claim(bot: Bot, outbox: Any) -> None:
+    bot.register()
+    assert "Reply CLAIM" in bot.say("", media=(PHOTO,))
+    assert "I've added the ticket you sent" in bot.say("CLAIM")
+    bot.say("today")
+    bot.say("Leeds - York")
+    summary = bot.say("0802")  # the ticket is there: straight to the summary
+    assert "Please check your claim" in summary and "1 file attached" in summary
+    bot.say("YES")
+    (journey,) = submitted(outbox)
+    assert journey["payload"]["ticket_media"] == [{"url": PHOTO[0], "content_type": "image/png"}]
+
+
+def test_cancel_midway_sends_nothing(bot: Bot, outbox: Any) -> None:
+    bot.register()
+    bot.say("CLAIM")
+    bot.say("yesterday")
+    assert "claim cancelled" in bot.say("cancel")
+    assert submitted(outbox) == []
+    assert "Sorry, I didn't follow that" in bot.say("Leeds to York")
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ("1 Oct", "within 28 days"),
+        ("25 Nov 2026", "in the future"),
+        ("the day before my birthday", "couldn't read that date"),
+    ],
+)
+def test_dates_outside_the_window_are_asked_again(bot: Bot, answer: str, reason: str) -> None:
+    bot.register()
+    bot.say("CLAIM")
+
+    again = bot.say(answer)
+
+    assert reason in again and "Which day did you travel?" in again
+    assert "Which stations" in bot.say("27 October")  # exactly 28 days back is fine
+
+
+def test_a_bad_answer_loses_nothing_already_given(bot: Bot, outbox: Any) -> None:
+    bot.register()
+    bot.say("CLAIM")
+    bot.say("Monday")
+    bot.say("Leeds to York")
+
+    assert "couldn't read that time" in bot.say("banana")
+    assert "What time" in bot.say("HELP")
+    assert "Is that 8am or 8pm?" in bot.say("8")
+    bot.say("8pm")
+    summary = bot.say("SKIP")
+
+    assert "Monday 23 November 2026" in summary and "York" in summary and "20:00" in summary
+
+
+def test_a_train_that_has_not_left_yet_is_refused(bot: Bot) -> None:
+    bot.register()  # at 12:00 UK time
+    bot.say("CLAIM")
+    bot.say("today")
+    bot.say("Leeds to York")
+    assert "hasn't come yet" in bot.say("23:59")
+    assert "photo or PDF" in bot.say("11:59")
+
+
+def test_no_at_the_summary_starts_again(bot: Bot, outbox: Any) -> None:
+    bot.register()
+    bot.say("CLAIM")
+    bot.say("yesterday")
+    bot.say("Leeds to York")
+    bot.say("8am")
+    bot.say("SKIP")
+
+    assert "start again" in bot.say("NO")
+    bot.say("today")
+    bot.say("York to Leeds")
+    bot.say("10:15")
+    bot.say("SKIP")
+    bot.say("YES")
+
+    (journey,) = submitted(outbox)
+    assert journey["payload"]["origin"] == "York"
+    assert journey["payload"]["departure"] == "2026-11-24T10:15:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("now", "day", "expected"),
+    [
+        # Last Sunday of October 2026: clocks go back at 02:00 BST.
+        (datetime(2026, 10, 26, 9, tzinfo=UTC), "25/10/2026", "2026-10-25T08:02:00+00:00"),
+        (datetime(2026, 10, 26, 9, tzinfo=UTC), "24/10/2026", "2026-10-24T08:02:00+01:00"),
+        # Last Sunday of March 2026: clocks go forward at 01:00 GMT.
+        (datetime(2026, 3, 30, 9, tzinfo=UTC), "29/03/2026", "2026-03-29T08:02:00+01:00"),
+        (datetime(2026, 3, 30, 9, tzinfo=UTC), "28/03/2026", "2026-03-28T08:02:00+00:00"),
+        (datetime(2026, 3, 30, 9, tzinfo=UTC), "Sunday", "2026-03-29T08:02:00+01:00"),
+    ],
+)
+def test_departures_carry_the_uk_offset_of_their_day(
+    bot: Bot, outbox: Any, now: datetime, day: str, expected: str
+) -> None:
+    bot.clock.now = now
+    bot.register()
+    bot.say("CLAIM")
+    bot.say(day)
+    bot.say("Leeds to York")
+    bot.say("08:02")
+    bot.say("SKIP")
+    bot.say("YES")
+
+    (journey,) = submitted(outbox)
+    assert journey["payload"]["departure"] == expected
+    assert journey["payload"]["journey_date"] == expected[:10]
+
+
+def test_the_hour_that_never_was_is_refused(bot: Bot) -> None:
+    bot.clock.now = datetime(2026, 3, 30, 9, tzinfo=UTC)
+    bot.register()
+    bot.say("CLAIM")
+    bot.say("29/3")
+    bot.say("Leeds to York")
+    assert "clocks went forward" in bot.say("01:30")
+    assert "photo or PDF" in bot.say("02:30")
+
+
+def test_a_repeated_final_yes_submits_once(bot: Bot, outbox: Any) -> None:
+    bot.register()
+    bot.say("CLAIM")
+    bot.say("yesterday")
+    bot.say("Leeds to York")
+    bot.say("8am")
+    bot.say("SKIP")
+    final = bot.form("YES")
+
+    assert bot.post(final).status_code == 200
+    assert bot.post(final).status_code == 200
+
+    assert len(submitted(outbox)) == 1
+
+
+def test_status_asks_claim_dispatcher(bot: Bot, sql: Any, outbox: Any) -> None:
+    bot.register()
+    reply = bot.say("STATUS")
+    assert "will message you" in reply
+    row = outbox()[-1]
+    assert row["event_type"] == "claim.status_requested" and row["aggregate_type"] == "user"
+    assert row["payload"]["user_id"] == user_id(sql)
+
+
+def test_claims_need_a_verified_number(bot: Bot, outbox: Any) -> None:
+    bot.say("hi")
+    bot.say("YES")
+    assert "once your number is verified" in bot.say("CLAIM")
+    assert "once your number is verified" in bot.say("STATUS")
+    assert {row["event_type"] for row in outbox()} == {"user.registered", "conversation.started"}
+
+
+def test_the_conversation_lives_24_hours(bot: Bot) -> None:
+    bot.register()
+    bot.say("CLAIM")
+    key = bot.webhook.module.deps().services.keys.conversation(PHONE)
+    assert 86_000 < bot.services.redis.ttl(key) <= 86_400
+    bot.services.redis.delete(key)  # what the TTL does after a day of silence
+    assert "Welcome back" in bot.say("Leeds to York")  # the abandoned claim ended quietly
