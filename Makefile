@@ -29,10 +29,17 @@ fmt: install
 	@$(BIN)/ruff format .
 	@$(BIN)/ruff check --fix .
 
-terraform-check: install
+# checkov gets its own virtual environment: in the app's it downgrades `packaging`.
+$(CHECKOV_VENV)/.installed:
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	@$(CHECKOV_VENV)/bin/python -m pip install -q --disable-pip-version-check 'checkov>=3.2,<4'
+	@touch $@
+
+terraform-check: install $(CHECKOV_VENV)/.installed
 	@if command -v terraform >/dev/null; then \
 	  CHECKPOINT_DISABLE=1 terraform fmt -check -recursive terraform; \
 	else echo "terraform not installed: skipping terraform fmt"; fi
+	@$(CHECKOV_VENV)/bin/checkov --skip-download --framework terraform -d terraform --quiet --compact
 
 pytest: install
 	@$(BIN)/pytest

@@ -22,7 +22,7 @@ locals {
       memory          = "512Mi"
       cpu             = "1"
       ingress         = "ALLOW_ALL"
-      env             = ["TWILIO_ACCOUNT_SID", "TWILIO_SMS_FROM", "TWILIO_WHATSAPP_FROM", "WEBHOOK_PUBLIC_URL", "TERMS_VERSION"]
+      env             = ["TWILIO_ACCOUNT_SID", "TWILIO_SMS_FROM", "TWILIO_WHATSAPP_FROM", "WEBHOOK_PUBLIC_URL", "STATUS_CALLBACK_URL", "TERMS_VERSION"]
       secrets         = ["TWILIO_AUTH_TOKEN", "OTP_PEPPER", "REDIS_URL"]
     }
   }
@@ -87,7 +87,7 @@ locals {
       memory          = "512Mi"
       cpu             = "1"
       ingress         = "ALLOW_INTERNAL_ONLY"
-      env             = ["TWILIO_ACCOUNT_SID", "TWILIO_WHATSAPP_FROM", "NOTIFY_TOPIC"]
+      env             = ["TWILIO_ACCOUNT_SID", "TWILIO_WHATSAPP_FROM", "NOTIFY_TOPIC", "STATUS_CALLBACK_URL"]
       secrets         = ["TWILIO_AUTH_TOKEN"]
     }
   }
@@ -134,10 +134,12 @@ locals {
     TWILIO_SMS_FROM      = var.twilio_sms_from
     TWILIO_WHATSAPP_FROM = var.twilio_whatsapp_from
     WEBHOOK_PUBLIC_URL   = local.webhook_public_url
-    TERMS_VERSION        = var.terms_version
-    PUBSUB_TOPIC         = google_pubsub_topic.events.name
-    NOTIFY_TOPIC         = google_pubsub_topic.notifications.name
-    RELAY_LOOP_SECONDS   = tostring(var.relay_loop_seconds)
+    # Twilio reports delivery of what we send to the webhook's /status path (signed the same way).
+    STATUS_CALLBACK_URL = "${trimsuffix(local.webhook_public_url, "/")}/status"
+    TERMS_VERSION       = var.terms_version
+    PUBSUB_TOPIC        = google_pubsub_topic.events.name
+    NOTIFY_TOPIC        = google_pubsub_topic.notifications.name
+    RELAY_LOOP_SECONDS  = tostring(var.relay_loop_seconds)
   }
 
   # Every function reaches Cloud SQL through the connector with IAM auth (no DATABASE_URL,

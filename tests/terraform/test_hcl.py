@@ -31,12 +31,19 @@ CONTRACT_SETTINGS = {
         "WEBHOOK_PUBLIC_URL",
         "OTP_PEPPER",
         "TERMS_VERSION",
+        "STATUS_CALLBACK_URL",  # validates Twilio's delivery reports on /status
     },
     "user_api": set(),
     "outbox_relay": {"GOOGLE_CLOUD_PROJECT", "PUBSUB_TOPIC", "RELAY_LOOP_SECONDS"},
     "outbox_purge": set(),
     "gdpr_cleanup": {"REDIS_URL", "OTP_PEPPER"},
-    "notify": {"TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_WHATSAPP_FROM", "NOTIFY_TOPIC"},
+    "notify": {
+        "TWILIO_ACCOUNT_SID",
+        "TWILIO_AUTH_TOKEN",
+        "TWILIO_WHATSAPP_FROM",
+        "NOTIFY_TOPIC",
+        "STATUS_CALLBACK_URL",  # where Twilio reports failed deliveries
+    },
 }
 DATABASE_SETTINGS = {"CLOUD_SQL_INSTANCE", "DB_USER", "DB_NAME"}
 SECRET_NAMES = {"TWILIO_AUTH_TOKEN", "OTP_PEPPER", "REDIS_URL"}
@@ -85,6 +92,29 @@ def _string_args(tree: ast.AST, function_names: set[str]) -> set[str]:
                 if isinstance(arg, ast.Constant) and isinstance(arg.value, str)
             )
     return found
+
+
+def _shared_modules_imported(tree: ast.Module) -> list[Path]:
+    """Source files of the shared.* modules a module imports, transitively."""
+    seen: dict[Path, None] = {}
+    pending = [tree]
+    while pending:
+        node_tree = pending.pop()
+        for node in ast.walk(node_tree):
+            names: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            for name in names:
+                if not name.startswith("shared"):
+                    continue
+                base = REPO / Path(*name.split("."))
+                for path in (base.with_suffix(".py"), base / "__init__.py"):
+                    if path.is_file() and path not in seen:
+                        seen[path] = None
+                        pending.append(ast.parse(path.read_text(encoding="utf-8")))
+    return list(seen)
 
 
 def _provided(tf: Any, target: str) -> tuple[set[str], set[str]]:
@@ -162,7 +192,13 @@ def test_every_setting_the_target_needs_in_production_is_set(tf: Any, target: st
     path = _main_py(target)
     if path.is_file():
         tree = ast.parse(path.read_text(encoding="utf-8"))
+        # What main.py and every shared module it reaches require (settings.require(...)).
         needed |= _string_args(tree, {"load_settings", "require"})
+        for module in _shared_modules_imported(tree):
+            if module.name != "settings.py":
+                needed |= _string_args(
+                    ast.parse(module.read_text(encoding="utf-8")), {"load_settings", "require"}
+                )
         source = path.read_text(encoding="utf-8")
         if "redis_client" in source:
             needed.add("REDIS_URL")
@@ -367,8 +403,7 @@ def test_instances_times_pool_size_fits_max_connections(tf: Any) -> None:
     assert all(s["pool_size"] >= s["concurrency"] for s in scaling.values())
     assert flags["max_connections"] == "${tostring(var.db_max_connections)}"
     assert "local.function_connections + var.db_reserved_connections" in precondition["condition"]
-    pool = "${tostring(var.function_scaling[k].pool_size)}"
-    assert pool in tf.locals["function_env"]
+    assert "DB_POOL_SIZE = tostring(var.function_scaling[k].pool_size)" in tf.locals["function_env"]
     # The README's arithmetic is the defaults'.
     assert f"| **total** | | | | **{functions}** |" in readme
     for target, s in scaling.items():
@@ -575,7 +610,7 @@ def test_sources_are_built_by_the_script_on_plan(tf: Any) -> None:
 def test_every_variable_is_described_and_validated(tf: Any) -> None:
     for name, variable in tf.variables.items():
         assert variable.get("description"), name
-        if variable.get("type") != "${bool}":
+        if variable.get("type") != "${bool}" and variable.get("type") != "bool":
             assert variable.get("validation"), f"variable {name} has no validation"
 
 
