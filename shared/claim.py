@@ -39,6 +39,7 @@ _WEEKDAYS = {
 _RELATIVE_DAYS = {"today": 0, "tonight": 0, "this morning": 0, "yesterday": 1}
 # Two defaults that differ in day, month and year (both leap years, both 31-day months):
 # a field the text did not give takes the default, so the two parses disagree on it.
+_NEAR_FUTURE_DAYS = 60
 _PROBE_DEFAULTS = (datetime(2000, 1, 1), datetime(2004, 12, 28))
 
 
@@ -106,13 +107,14 @@ def _calendar_date(cleaned: str, today: date) -> date | Rejected | None:
             return date(first.year, first.month, first.day)
         except ValueError:
             return None
-    # No year given: the most recent such day, this year or last.
+    # No year given: the most recent such day, this year or last; a day just ahead is
+    # read as this year's, so the answer is "in the future", not "too long ago".
     for year in (today.year, today.year - 1):
         try:
             candidate = date(year, first.month, first.day)
         except ValueError:  # 29 Feb in a year without one
             continue
-        if candidate <= today:
+        if candidate <= today + timedelta(days=_NEAR_FUTURE_DAYS):
             return candidate
     return Rejected("That date is not in the last year.")
 
