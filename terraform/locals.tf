@@ -153,7 +153,6 @@ locals {
         DB_USER              = local.db_iam_user[k]
         DB_POOL_SIZE         = tostring(var.function_scaling[k].pool_size)
         LOG_LEVEL            = var.log_level
-        LOG_EXECUTION_ID     = "true"
       },
       { for name in f.env : name => local.env_values[name] },
     )
