@@ -37,7 +37,7 @@ $(CHECKOV_VENV)/.installed:
 
 terraform-check: install $(CHECKOV_VENV)/.installed
 	@if command -v terraform >/dev/null; then \
-	  CHECKPOINT_DISABLE=1 terraform fmt -check -recursive terraform; \
+	  TF_CLI_CONFIG_FILE=/dev/null CHECKPOINT_DISABLE=1 terraform fmt -check -recursive terraform; \
 	else echo "terraform not installed: skipping terraform fmt"; fi
 	@$(CHECKOV_VENV)/bin/checkov --skip-download --framework terraform -d terraform --quiet --compact
 
