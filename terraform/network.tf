@@ -48,7 +48,8 @@ resource "google_compute_global_address" "private_services" {
   name          = "${var.name_prefix}-private-services"
   purpose       = "VPC_PEERING"
   address_type  = "INTERNAL"
-  prefix_length = var.private_services_prefix_length
+  address       = split("/", var.private_services_cidr)[0]
+  prefix_length = tonumber(split("/", var.private_services_cidr)[1])
   network       = google_compute_network.main.id
 }
 

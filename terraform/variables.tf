@@ -335,14 +335,14 @@ variable "connector_cidr" {
   }
 }
 
-variable "private_services_prefix_length" {
-  description = "Size of the range reserved for private services access (Cloud SQL and Memorystore private IPs)."
-  type        = number
-  default     = 20
+variable "private_services_cidr" {
+  description = "Range reserved for private services access: Cloud SQL's and Memorystore's private IPs come from it. Must not overlap the subnet (10.10.0.0/24) or connector_cidr."
+  type        = string
+  default     = "10.16.0.0/20"
 
   validation {
-    condition     = var.private_services_prefix_length >= 16 && var.private_services_prefix_length <= 24
-    error_message = "private_services_prefix_length must be 16-24."
+    condition     = can(cidrhost(var.private_services_cidr, 0)) && tonumber(split("/", var.private_services_cidr)[1]) <= 24
+    error_message = "private_services_cidr must be an IPv4 range of /24 or larger, e.g. 10.16.0.0/20."
   }
 }
 
