@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,7 +144,9 @@ def _spawn(
 
 def _pg_bin_dir() -> Path:
     try:
-        from pgserver import _commands
+        with warnings.catch_warnings():  # platformdirs complains when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            from pgserver import _commands
     except ImportError:
         raise RuntimeError(
             "no PostgreSQL to start: pip install pgserver (make dev installs it)"
@@ -235,7 +238,7 @@ def start_embedded_postgres(
             30,
             "embedded PostgreSQL",
         )
-    except RuntimeError:
+    except BaseException:  # not ready, or Ctrl-C while waiting: leave nothing behind
         started.stop()
         raise
     return f"postgresql://postgres@127.0.0.1:{port}/postgres", started
@@ -295,7 +298,7 @@ def start_embedded_redis(
             15,
             "embedded Redis",
         )
-    except RuntimeError:
+    except BaseException:  # not ready, or Ctrl-C while waiting: leave nothing behind
         started.stop()
         raise
     return f"redis://127.0.0.1:{port}/0", started
@@ -334,7 +337,7 @@ def start_pubsub_emulator(
     host_port = f"127.0.0.1:{port}"
     try:
         wait_until(lambda: emulator_answers(host_port), 60, "Pub/Sub emulator")
-    except RuntimeError:
+    except BaseException:  # not ready, or Ctrl-C while waiting: leave nothing behind
         started.stop()
         raise
     return host_port, started
