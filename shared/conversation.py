@@ -338,7 +338,8 @@ def _with_prompt(text: str, state: ConversationState, config: ConversationConfig
 
 
 BLOCKED_REPLY = (
-    "Sorry, this number can't use RailRepay. If you think that's a mistake, email {email}."
+    "Sorry, this number can't use RailRepay. If you think that's a mistake, or want your "
+    "data deleted, email {email}."
 )
 RATE_LIMITED_REPLY = (
     "You're sending messages faster than we can answer. Please wait a minute, then try again."
