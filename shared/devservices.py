@@ -11,6 +11,7 @@ Development tooling: deployed functions never import this module.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -74,6 +75,7 @@ class Started:
     # PostgreSQL: SIGINT is its "fast" shutdown; SIGTERM would wait for every client.
     stop_signal: int = signal.SIGTERM
     name: str = ""
+    data_dir: Path | None = None  # where a server keeps its data, when it keeps any
 
     @property
     def pid(self) -> int:
@@ -154,6 +156,17 @@ def _pg_bin_dir() -> Path:
     return Path(_commands.POSTGRES_BIN_PATH)
 
 
+def _others_can_traverse(folder: Path) -> bool:
+    """Whether a user other than the owner can reach ``folder`` (x for others all the way)."""
+    for part in [folder, *folder.parents]:
+        try:
+            if not part.stat().st_mode & 0o001:
+                return False
+        except FileNotFoundError:
+            continue  # made later, by us, with mkdir's default mode (0o755 with umask 022)
+    return True
+
+
 def _stop_leftover_postmaster(data: Path) -> None:
     """A postmaster of this data folder left by a killed run: ours, so stop it by its pid."""
     pid_file = data / "postmaster.pid"
@@ -183,6 +196,11 @@ def start_embedded_postgres(
     bin_dir = _pg_bin_dir()
     own_dir = data_dir is None
     base = Path(tempfile.mkdtemp(prefix="wh-pg-")) if data_dir is None else data_dir.resolve()
+    if os.geteuid() == 0 and not _others_can_traverse(base.parent):
+        # The unprivileged server could not reach a folder under, say, /root (0700); we
+        # do not open up the caller's folders, so its data lives in /var/tmp instead.
+        digest = hashlib.sha256(str(base).encode()).hexdigest()[:12]
+        base = Path("/var/tmp") / f"whatsapp-handler-pg-{digest}"  # noqa: S108
     base.mkdir(parents=True, exist_ok=True)
     data = base / "data"
     _stop_leftover_postmaster(data)
@@ -230,7 +248,11 @@ def start_embedded_postgres(
         log_file,
     )
     started = Started(
-        process, [base] if own_dir else [], stop_signal=signal.SIGINT, name="postgres"
+        process,
+        [base] if own_dir else [],
+        stop_signal=signal.SIGINT,
+        name="postgres",
+        data_dir=base,
     )
     try:
         wait_until(

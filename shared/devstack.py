@@ -446,7 +446,8 @@ class DevStack:
         )
         self.infrastructure.append(started)
         create_database_if_missing(admin_url, DEV_DATABASE)
-        return with_database(admin_url, DEV_DATABASE), f"(embedded, data in {data_dir})"
+        kept = started.data_dir or data_dir
+        return with_database(admin_url, DEV_DATABASE), f"(embedded, data in {kept})"
 
     def _redis(self, env: EnvironmentSettings) -> tuple[str, str]:
         configured = env.redis_url if "redis_url" in env.model_fields_set else None
