@@ -333,7 +333,7 @@ class _Inbox:
             text = message.get("body")
             if text is None:
                 text = f"(template {message.get('content_sid')} {message.get('content_variables')})"
-            self.printer.show(f"[{channel} from {message['from']}] ", str(text), reprompt=reprompt)
+            self.printer.show(f"[{channel}] ", str(text), reprompt=reprompt)
 
     def run(self) -> None:
         while not self.stopping.wait(1.0):
