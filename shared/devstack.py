@@ -67,6 +67,10 @@ def default_dev_dir() -> Path:
     return Path.cwd() / ".dev"
 
 
+class DevStackError(RuntimeError):
+    """The stack cannot start; the message says why and what to do, in one line."""
+
+
 class EnvironmentSettings(Settings):
     """The settings the environment holds, without insisting on a database.
 
@@ -318,6 +322,7 @@ class DevStack:
     rows: list[tuple[str, str]] = field(default_factory=list)
     _closers: list[Callable[[], None]] = field(default_factory=list)
     _events_lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: IO[str] | None = None
 
     @property
     def dev_dir(self) -> Path:
@@ -341,6 +346,7 @@ class DevStack:
     def start(self) -> None:
         self.dev_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_dev_dir()
         (self.dev_dir / STACK_FILE).unlink(missing_ok=True)
         env = environment_settings()
         local = load_or_create_secrets(self.dev_dir)
@@ -430,6 +436,26 @@ class DevStack:
             + "\n\nIn another terminal:  whatsapp-handler chat +447700900123\n"
         )
         self.console.say("ready", f"stack described in {self.dev_dir / STACK_FILE}")
+
+    def _lock_dev_dir(self) -> None:
+        """One stack per folder: a second would share (and stop) the first's servers."""
+        import fcntl
+
+        handle = (self.dev_dir / "dev.lock").open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise DevStackError(
+                f"a dev stack already runs with {self.dev_dir} (pid {holder}): use that one, "
+                "stop it, or pass another --dev-dir"
+            ) from None
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock = handle  # released last, after the servers have stopped
 
     def _database(self, env: EnvironmentSettings) -> tuple[str, str]:
         configured = env.database_url if "database_url" in env.model_fields_set else None
@@ -749,7 +775,8 @@ class DevStack:
 
     def stop(self) -> None:
         self.stopping.set()
-        (self.dev_dir / STACK_FILE).unlink(missing_ok=True)
+        if self._lock is not None:  # else the folder is another stack's
+            (self.dev_dir / STACK_FILE).unlink(missing_ok=True)
         for running in self.launched:  # all at once, then wait for each
             if running.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -761,6 +788,8 @@ class DevStack:
                 close()
         for started in reversed(self.infrastructure):
             started.stop(timeout=15)
+        if self._lock is not None:
+            self._lock.close()
         self.console.say("stopped", "everything this run started has stopped")
 
 
@@ -871,6 +900,9 @@ def run_dev_stack(options: DevOptions, console: Console | None = None) -> int:
             stack.wait()
         except KeyboardInterrupt:
             stack.console.say("stopping", "stopping everything this run started")
+        except DevStackError as error:
+            stack.console.say("error", str(error))
+            code = 1
         except Exception as error:
             stack.console.say("error", f"{type(error).__name__}: {error}")
             code = 1

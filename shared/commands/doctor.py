@@ -102,6 +102,8 @@ def check_database(settings: Any) -> Check:
     from shared.devstack import postgres_problem
 
     fix = "start PostgreSQL, fix DATABASE_URL, or unset it and run `make dev` (embedded)"
+    if not settings.database_url and not settings.cloud_sql_instance:
+        return Check("database", False, "not checked: no DATABASE_URL", "set DATABASE_URL")
     if settings.database_url:
         problem = postgres_problem(settings.database_url)
         where = redact_url(settings.database_url)
@@ -122,6 +124,8 @@ def check_migrations(settings: Any) -> Check:
     from shared import migrate
 
     if not settings.database_url:
+        if not settings.cloud_sql_instance:
+            return Check("migrations", False, "not checked: no DATABASE_URL", "set DATABASE_URL")
         return Check("migrations", True, "not checked (Cloud SQL: the migration job runs them)")
     current = migrate.current_revision(settings.database_url)
     head = migrate.head_revision()
@@ -165,6 +169,14 @@ def check_pubsub(settings: Any) -> list[Check]:
                     "start it (gcloud beta emulators pubsub start) or run `make dev`",
                 )
             ]
+    else:
+        import google.auth
+        from google.auth.exceptions import DefaultCredentialsError
+
+        try:
+            google.auth.default()
+        except DefaultCredentialsError:
+            return [Check("pubsub", False, "no emulator and no Google credentials", _PUBSUB_FIX)]
     return [
         _guard("pubsub", partial(_check_topic, settings, topic), _PUBSUB_FIX)
         for topic in (settings.pubsub_topic, settings.notify_topic)
@@ -259,10 +271,22 @@ def run(args: argparse.Namespace) -> int:
     if stack is not None and "DATABASE_URL" not in os.environ:
         print(f"checking the running `make dev` stack (pid {stack['pid']})")
         os.environ.update({str(k): str(v) for k, v in dict(stack["environment"]).items()})
+    else:
+        stack = None
+        print("checking this shell's environment (no `make dev` stack in use)")
     checks: list[Check] = []
     settings_check, settings = check_settings()
     checks.append(settings_check)
     print(settings_check.line())
+    if settings is None:
+        # Check what does not need the broken setting, so one run shows every problem.
+        from shared.devstack import environment_settings
+        from shared.settings import SettingsError
+
+        try:
+            settings = environment_settings()
+        except SettingsError:
+            settings = None
     if settings is not None:
         steps: list[tuple[str, Callable[[], Check | list[Check]], str]] = [
             ("webhook", lambda: check_webhook_settings(settings), ""),
