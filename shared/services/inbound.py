@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -236,6 +237,11 @@ class _Execution:
     otp_code: str | None = field(default=None, repr=False)  # to SMS after the commit
     erased: Erased | None = None
     done: list[str] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)  # event types, for the metric
+
+    def _publish(self, event: events.OutboxEvent) -> None:
+        self.uow.outbox.add(event)
+        self.written.append(event.event_type)
 
     def _user(self) -> UUID:
         if self.user_id is None:
@@ -251,7 +257,7 @@ class _Execution:
             case AcceptTerms(terms_version=version):
                 uow.execute("accept_terms", user_id=self._user(), terms_version=version, now=now)
             case StartConversation(conversation_id=conversation_id):
-                uow.outbox.add(
+                self._publish(
                     events.conversation_started(
                         self._user(),
                         correlation_id=correlation_id,
@@ -265,7 +271,7 @@ class _Execution:
                 return self._check_code(code)
             case MarkVerified():
                 uow.fetch_one("mark_verified", user_id=self._user(), now=now)
-                uow.outbox.add(
+                self._publish(
                     events.user_verified(
                         self._user(), correlation_id=correlation_id, verified_at=now
                     )
@@ -280,8 +286,10 @@ class _Execution:
                     now=now,
                     correlation_id=correlation_id,
                 )
+                if self.erased is not None:
+                    self.written.append("user.gdpr.erased")  # its row is added by erase_user
             case PublishTicket(ticket_id=ticket_id, media=media, journey_id=journey_id):
-                uow.outbox.add(
+                self._publish(
                     events.ticket_uploaded(
                         self._user(),
                         correlation_id=correlation_id,
@@ -293,7 +301,7 @@ class _Execution:
                     )
                 )
             case SubmitJourney():
-                uow.outbox.add(
+                self._publish(
                     events.journey_submitted(
                         self._user(),
                         correlation_id=correlation_id,
@@ -307,7 +315,7 @@ class _Execution:
                     )
                 )
             case RequestClaimStatus():
-                uow.outbox.add(
+                self._publish(
                     events.claim_status_requested(
                         self._user(), correlation_id=correlation_id, requested_at=now
                     )
@@ -330,7 +338,7 @@ class _Execution:
             return UUID(str(existing["id"]))
         user_id = UUID(str(row["id"]))
         self.uow.preferences.create_defaults(user_id)
-        self.uow.outbox.add(
+        self._publish(
             events.user_registered(
                 user_id,
                 correlation_id=self.correlation_id,
@@ -338,7 +346,13 @@ class _Execution:
                 registered_at=self.now,
             )
         )
-        log.info("user registered", action="user.registered", user_id=str(user_id))
+        log.info(
+            "user registered",
+            action="user.registered",
+            user_id=str(user_id),
+            whatsapp_user_registrations_total=1,
+            status="success",
+        )
         return user_id
 
     def _issue_code(self) -> OtpSendOutcome:
@@ -387,7 +401,14 @@ class _Execution:
         )
         if check.result in (otp.OtpResult.EXHAUSTED, otp.OtpResult.EXPIRED):
             self.uow.execute("clear_otp", user_id=user_id, now=self.now)
-        log.info("otp checked", action="otp.checked", user_id=str(user_id), result=check.result)
+        log.info(
+            "otp checked",
+            action="otp.checked",
+            user_id=str(user_id),
+            result=check.result.value,
+            whatsapp_otp_verified_total=1,
+            status="success" if check.result is otp.OtpResult.VERIFIED else "failure",
+        )
         return OtpCheckOutcome(check)
 
 
@@ -453,6 +474,13 @@ def handle_inbound(
     reply = _after_commit(committed, message, services)
     _complete_quietly(ledger, message.message_sid)
     execution = committed.execution
+    for event_type, count in sorted(Counter(execution.written).items()):
+        log.info(
+            "outbox events written",
+            action="outbox.created",
+            event_type=event_type,
+            whatsapp_outbox_events_created_total=count,
+        )
     log.info(
         "message handled",
         action="webhook.message_handled",
@@ -517,7 +545,12 @@ def _after_commit(committed: _Committed, message: InboundMessage, services: Webh
                 body=otp.sms_body(execution.otp_code, settings.otp_ttl_seconds),
             )
             log.info(
-                "otp sent", action="otp.sent", user_id=str(execution.user_id), sms_sid=sent.sid
+                "otp sent",
+                action="otp.sent",
+                user_id=str(execution.user_id),
+                sms_sid=sent.sid,
+                whatsapp_otp_sent_total=1,
+                status="success",
             )
         except Exception as error:
             log.warning(
@@ -525,6 +558,8 @@ def _after_commit(committed: _Committed, message: InboundMessage, services: Webh
                 action="otp.sms_failed",
                 user_id=str(execution.user_id),
                 error_type=type(error).__name__,
+                whatsapp_otp_sent_total=1,
+                status="failure",
             )
             if state is not None:
                 failed = OtpSendOutcome(OtpSendResult.FAILED)

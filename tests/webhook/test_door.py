@@ -298,3 +298,25 @@ def test_no_raw_body_ever_gets_a_5xx(bot: Bot, raw: bytes) -> None:
         headers={"X-Twilio-Signature": "x"},
     )
     assert response.status_code in (400, 403)
+
+
+def test_rfc_metric_fields_are_logged(bot: Bot, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="whatsapp_handler"):
+        bot.say("hello")
+        bot.say("YES")
+        bot.say("000000" if bot.code() != "000000" else "111111")
+        bot.say(bot.code())
+    fields = [getattr(record, "fields", {}) for record in caplog.records]
+
+    def metric(name: str) -> list[tuple[Any, Any]]:
+        return [(line[name], line.get("status")) for line in fields if name in line]
+
+    assert metric("whatsapp_user_registrations_total") == [(1, "success")]
+    assert metric("whatsapp_otp_sent_total") == [(1, "success")]
+    assert metric("whatsapp_otp_verified_total") == [(1, "failure"), (1, "success")]
+    created = {
+        line["event_type"]: line["whatsapp_outbox_events_created_total"]
+        for line in fields
+        if "whatsapp_outbox_events_created_total" in line
+    }
+    assert created == {"user.registered": 1, "conversation.started": 1, "user.verified": 1}
