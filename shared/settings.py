@@ -91,6 +91,8 @@ class Settings(BaseSettings):
 
     # --- notifications ----------------------------------------------------------
     whatsapp_session_window_hours: PositiveInt = 24
+    # A notification 'claimed' longer than this belongs to a dead attempt and is retried.
+    notification_claim_lease_seconds: PositiveInt = 120
 
     log_level: str = "INFO"
 

@@ -1,0 +1,104 @@
+"""notify: downstream services' notification requests, delivered on WhatsApp (contract 6a).
+
+A CloudEvent function. Pub/Sub delivers each message of ``NOTIFY_TOPIC`` (a push
+subscription that functions-framework turns into a CloudEvent, or Eventarc) with data
+``{"message": {"data": base64 JSON, "attributes", "messageId"}, "subscription"}``; the
+JSON is ``docs/events/notification.request.schema.json``.
+
+The HTTP answer is Pub/Sub's acknowledgement:
+- 200 (acknowledged): sent, skipped for a logged reason, a duplicate, failed for good
+  (Twilio 4xx), or malformed (it could never succeed; redelivering it would loop).
+- 503 (redelivered with backoff, dead-lettered in the end): Twilio 5xx/429/timeout, the
+  database unavailable, or another attempt still holding this notification.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+
+import functions_framework
+from cloudevents.http import CloudEvent
+from werkzeug.exceptions import ServiceUnavailable
+
+from shared.adapters.twilio_messages import TwilioMessages
+from shared.db import Database
+from shared.errors import DependencyUnavailable
+from shared.logs import configure_logging, correlation_id_var, get_logger
+from shared.notification_policy import (
+    CORRELATION_ID_PATTERN,
+    MalformedNotification,
+    parse_notification,
+    parse_pubsub_envelope,
+)
+from shared.services.notifications import NotifierConfig, deliver_notification
+from shared.settings import Settings, load_settings
+
+log = get_logger("notifier")
+_SAFE_CORRELATION_ID = re.compile(CORRELATION_ID_PATTERN)
+
+
+@dataclass(frozen=True)
+class Deps:
+    settings: Settings
+    database: Database
+    messages: TwilioMessages
+    config: NotifierConfig
+
+    def close(self) -> None:
+        self.database.close()
+
+
+@lru_cache(maxsize=1)
+def deps() -> Deps:
+    settings = load_settings("twilio_account_sid", "twilio_auth_token", "twilio_whatsapp_from")
+    configure_logging(settings.log_level)
+    return Deps(
+        settings=settings,
+        database=Database(settings),
+        messages=TwilioMessages(settings),
+        config=NotifierConfig.from_settings(settings),
+    )
+
+
+@functions_framework.cloud_event
+def notify(event: CloudEvent) -> None:
+    built = deps()  # a missing setting fails the delivery (retried), never drops it
+    event_id = str(event["id"])[:64]
+    correlation_id_var.set(event_id)
+    try:
+        message = parse_pubsub_envelope(event.data)
+        request = parse_notification(message.data)
+    except MalformedNotification as error:
+        log.warning(
+            "notification request dropped",
+            action="notification.malformed",
+            reason=error.reason,
+            event_id=event_id,
+        )
+        return  # acknowledged: no redelivery can make it well-formed
+    attribute = message.attributes.get("correlation_id", "")
+    correlation_id_var.set(
+        request.correlation_id
+        or (attribute if _SAFE_CORRELATION_ID.match(attribute) else None)
+        or message.message_id
+        or event_id
+    )
+    try:
+        deliver_notification(
+            built.database,
+            built.messages,
+            request,
+            config=built.config,
+            now=datetime.now(UTC),
+        )
+    except DependencyUnavailable as error:
+        log.warning(
+            "notification delivery deferred",
+            action="notification.deferred",
+            reason=error.reason,
+            notification_id=request.notification_id,
+        )
+        raise ServiceUnavailable(description=error.reason) from error

@@ -1,0 +1,262 @@
+"""Deliver one notification request (contract 6a), exactly once per notification_id.
+
+    claim (ledger row) -> read user + preferences -> decide -> send -> record
+
+The ledger ``notification_deliveries`` makes redeliveries and concurrent deliveries
+harmless: only the attempt that claims the id sends. A finished row ('sent', 'skipped',
+'failed') answers every later delivery of the id as a duplicate, acknowledged. A row
+still 'claimed' belongs to an attempt in progress: the delivery fails (RetryLater) so
+Pub/Sub comes back later, by when the first attempt has finished, or died and its lease
+(``NOTIFICATION_CLAIM_LEASE_SECONDS``) has run out and the id can be claimed again.
+
+Twilio failures that may pass (5xx, 429, timeout) release the claim and raise
+RetryLater: Pub/Sub retries with backoff and dead-letters in the end. Permanent ones
+(other 4xx: an invalid number, a rejected template) are recorded 'failed' and
+acknowledged. Logs name the notification and the user, never the number or the text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from twilio.base.exceptions import TwilioRestException
+
+from shared.adapters.twilio_messages import SentMessage, TwilioMessages, is_retryable
+from shared.db import Database, Row, UnitOfWork
+from shared.errors import DependencyUnavailable
+from shared.logs import get_logger
+from shared.notification_policy import (
+    Decision,
+    NotificationRequest,
+    Send,
+    SendTemplate,
+    Skip,
+    decide,
+)
+from shared.settings import Settings
+
+log = get_logger("notifier")
+
+WHATSAPP_PREFIX = "whatsapp:"
+
+
+class RetryLater(DependencyUnavailable):
+    """Not done, not failed for good: the delivery must fail so Pub/Sub redelivers it."""
+
+
+class DeliveryStatus(StrEnum):
+    SENT = "sent"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    status: DeliveryStatus
+    reason: str | None = None
+    message_sid: str | None = None
+
+
+@dataclass(frozen=True)
+class NotifierConfig:
+    whatsapp_from: str
+    session_window: timedelta
+    claim_lease: timedelta
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NotifierConfig:
+        settings.require("twilio_whatsapp_from")
+        sender = str(settings.twilio_whatsapp_from).strip()
+        if not sender.startswith(WHATSAPP_PREFIX):
+            sender = WHATSAPP_PREFIX + sender  # "+44..." configured without the channel
+        return cls(
+            whatsapp_from=sender,
+            session_window=timedelta(hours=settings.whatsapp_session_window_hours),
+            claim_lease=timedelta(seconds=settings.notification_claim_lease_seconds),
+        )
+
+
+@dataclass(frozen=True)
+class _Claim:
+    notification_id: str
+    claimed_at: datetime
+
+
+def deliver_notification(
+    database: Database,
+    messages: TwilioMessages,
+    request: NotificationRequest,
+    *,
+    config: NotifierConfig,
+    now: datetime,
+) -> DeliveryResult:
+    """Send ``request`` once, or say why not; raise RetryLater when Pub/Sub should retry."""
+    ids = {"notification_id": request.notification_id, "user_id": str(request.user_id)}
+    with database.unit_of_work() as uow:
+        row = uow.fetch_one(
+            "claim_notification",
+            notification_id=request.notification_id,
+            user_id=request.user_id,
+            now=now,
+            stale_before=now - config.claim_lease,
+        )
+        if row is None:
+            existing = uow.fetch_one(
+                "find_notification_delivery", notification_id=request.notification_id
+            )
+            return _already_claimed(existing, ids)
+        claim = _Claim(request.notification_id, now)
+        user = uow.users.find_by_id(request.user_id)
+        preferences = uow.preferences.find(request.user_id) if user is not None else None
+        decision = decide(user, preferences, request, now=now, window=config.session_window)
+        if isinstance(decision, Skip):
+            _complete(uow, claim, DeliveryStatus.SKIPPED, reason=decision.reason, now=now)
+            uow.commit()
+            log.info(
+                "notification skipped", action="notification.skipped", reason=decision.reason, **ids
+            )
+            return DeliveryResult(DeliveryStatus.SKIPPED, reason=decision.reason)
+        uow.commit()  # the claim is visible to every other deliverer before we send
+    assert user is not None  # noqa: S101 - decide() skips unknown users
+
+    try:
+        sent = _send(
+            messages,
+            decision,
+            to=WHATSAPP_PREFIX + str(user["phone_number"]),
+            from_=config.whatsapp_from,
+        )
+    except Exception as error:
+        if is_retryable(error):
+            _release(database, claim)
+            reason = _twilio_reason(error)
+            log.warning(
+                "notification will be retried", action="notification.retry", reason=reason, **ids
+            )
+            raise RetryLater(f"twilio: {reason}") from error
+        reason = _twilio_reason(error)
+        _record(database, claim, DeliveryStatus.FAILED, reason=reason, now=now, ids=ids)
+        log.warning(
+            "notification failed for good", action="notification.failed", reason=reason, **ids
+        )
+        return DeliveryResult(DeliveryStatus.FAILED, reason=reason)
+
+    kind = "template" if isinstance(decision, SendTemplate) else "text"
+    _record(
+        database, claim, DeliveryStatus.SENT, message_sid=sent.sid, reason=kind, now=now, ids=ids
+    )
+    log.info(
+        "notification sent",
+        action="notification.sent",
+        message_sid=sent.sid,
+        kind=kind,
+        **ids,
+    )
+    return DeliveryResult(DeliveryStatus.SENT, reason=kind, message_sid=sent.sid)
+
+
+def _already_claimed(existing: Row | None, ids: dict[str, str]) -> DeliveryResult:
+    if existing is None or existing["status"] == "claimed":
+        # Another attempt holds the claim (or just released it): not ours to finish.
+        log.info("notification in progress elsewhere", action="notification.in_progress", **ids)
+        raise RetryLater("notification is being delivered by another attempt")
+    status = str(existing["status"])
+    log.info("notification already handled", action="notification.duplicate", status=status, **ids)
+    return DeliveryResult(DeliveryStatus.DUPLICATE, reason=status)
+
+
+def _send(messages: TwilioMessages, decision: Decision, *, to: str, from_: str) -> SentMessage:
+    if isinstance(decision, Send):
+        return messages.send(to=to, from_=from_, body=decision.text)
+    if isinstance(decision, SendTemplate):
+        return messages.send(
+            to=to,
+            from_=from_,
+            content_sid=decision.content_sid,
+            content_variables=decision.variables_json(),
+        )
+    raise TypeError(f"nothing to send for {type(decision).__name__}")
+
+
+def _twilio_reason(error: Exception) -> str:
+    """Status and Twilio error code only: Twilio's message text may quote the number."""
+    if isinstance(error, TwilioRestException):
+        return f"twilio status {error.status} code {error.code}"
+    return type(error).__name__
+
+
+def _complete(
+    uow: UnitOfWork,
+    claim: _Claim,
+    status: DeliveryStatus,
+    *,
+    now: datetime,
+    reason: str | None = None,
+    message_sid: str | None = None,
+) -> int:
+    return uow.execute(
+        "complete_notification",
+        notification_id=claim.notification_id,
+        claimed_at=claim.claimed_at,
+        status=status.value,
+        reason=reason,
+        message_sid=message_sid,
+        now=now,
+    )
+
+
+def _record(
+    database: Database,
+    claim: _Claim,
+    status: DeliveryStatus,
+    *,
+    now: datetime,
+    ids: dict[str, str],
+    reason: str | None = None,
+    message_sid: str | None = None,
+) -> None:
+    """Record the outcome after Twilio answered. The message is out (or refused for good)
+    whatever happens here, so a database failure is logged, not raised: a retry would
+    send it again."""
+    try:
+        with database.unit_of_work() as uow:
+            updated = _complete(uow, claim, status, now=now, reason=reason, message_sid=message_sid)
+            uow.commit()
+    except Exception:
+        log.exception(
+            "notification outcome not recorded",
+            action="notification.unrecorded",
+            status=status.value,
+            message_sid=message_sid,
+            **ids,
+        )
+        return
+    if updated == 0:
+        log.warning(
+            "notification claim was taken over before its outcome was recorded",
+            action="notification.claim_lost",
+            status=status.value,
+            message_sid=message_sid,
+            **ids,
+        )
+
+
+def _release(database: Database, claim: _Claim) -> None:
+    """Best effort: if this fails too, the lease runs out and a redelivery claims it."""
+    try:
+        with database.unit_of_work() as uow:
+            uow.execute(
+                "release_notification_claim",
+                notification_id=claim.notification_id,
+                claimed_at=claim.claimed_at,
+            )
+            uow.commit()
+    except Exception:
+        log.exception(
+            "notification claim not released",
+            action="notification.release_failed",
+            notification_id=claim.notification_id,
+        )
