@@ -33,7 +33,7 @@ from shared.notification_policy import (
     parse_notification,
     parse_pubsub_envelope,
 )
-from shared.services.notifications import NotifierConfig, deliver_notification
+from shared.services.notifications import NotifierConfig, RetryLater, deliver_notification
 from shared.settings import Settings, load_settings
 
 log = get_logger("notifier")
@@ -66,7 +66,7 @@ def deps() -> Deps:
 @functions_framework.cloud_event
 def notify(event: CloudEvent) -> None:
     built = deps()  # a missing setting fails the delivery (retried), never drops it
-    event_id = str(event["id"])[:64]
+    event_id = re.sub(r"[^A-Za-z0-9._:\-]", "?", str(event["id"]))[:64]  # Pub/Sub's id
     correlation_id_var.set(event_id)
     try:
         message = parse_pubsub_envelope(event.data)
@@ -95,10 +95,11 @@ def notify(event: CloudEvent) -> None:
             now=datetime.now(UTC),
         )
     except DependencyUnavailable as error:
-        log.warning(
-            "notification delivery deferred",
-            action="notification.deferred",
-            reason=error.reason,
-            notification_id=request.notification_id,
-        )
+        if not isinstance(error, RetryLater):  # those are logged where they are decided
+            log.warning(
+                "notification delivery deferred",
+                action="notification.deferred",
+                reason=error.reason,
+                notification_id=request.notification_id,
+            )
         raise ServiceUnavailable(description=error.reason) from error

@@ -346,3 +346,53 @@ def test_malformed_messages_are_acknowledged_with_a_logged_reason(
     (line,) = [line for line in log_lines() if line["action"] == "notification.malformed"]
     assert line["reason"] and line["severity"] == "WARNING"
     assert PHONE not in json.dumps(line)
+
+
+def _fresh_notifier() -> Any:
+    """Another instance of the function (its own deps()), for a broken environment."""
+    import functions_framework
+
+    from tests.notifier.conftest import SOURCE
+
+    app = functions_framework.create_app(
+        target="notify", source=SOURCE, signature_type="cloudevent"
+    )
+    return app.test_client()
+
+
+def test_twilio_unreachable_fails_the_delivery_and_releases_the_claim(
+    users: Users, services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.support.services import free_port
+
+    user_id = users.add(PHONE)
+    monkeypatch.setenv("TWILIO_API_BASE_URL", f"http://127.0.0.1:{free_port()}")
+
+    response = post_event(_fresh_notifier(), request_envelope(notification(user_id)))
+
+    assert response.status_code == 503
+    assert users.deliveries() == []
+
+
+def test_database_unreachable_fails_the_delivery_instead_of_dropping_it(
+    users: Any, services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.support.services import free_port
+
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/gone")
+
+    response = post_event(_fresh_notifier(), request_envelope(notification(str(uuid4()))))
+
+    assert response.status_code == 503
+    assert services.twilio.messages == []
+
+
+def test_a_missing_whatsapp_sender_fails_every_delivery_rather_than_drop_it(
+    services: Any, clean_state: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TWILIO_WHATSAPP_FROM")
+
+    response = post_event(_fresh_notifier(), request_envelope(notification(str(uuid4()))))
+
+    assert response.status_code == 500
+    assert services.twilio.messages == []
