@@ -54,7 +54,7 @@ def add_inactive_users(sql: Any, n: int) -> None:
 
 
 def gdpr_job() -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
+    return subprocess.Popen(
         [CLI, "gdpr"],
         env={**os.environ, "GDPR_BATCH_SIZE": "200"},
         stdout=subprocess.PIPE,
@@ -87,7 +87,7 @@ def test_a_killed_gdpr_job_leaves_each_user_whole_and_a_rerun_completes(sql: Any
     assert 0 < state["untouched"], state
 
     rerun = gdpr_job()
-    out, err = rerun.communicate(timeout=60)
+    _out, err = rerun.communicate(timeout=60)
     assert rerun.returncode == 0, err.decode()
     (state,) = sql(STATES)
     assert state == {"anonymised": USERS, "untouched": 0, "total": USERS}
