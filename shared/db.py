@@ -28,11 +28,14 @@ from pg8000.exceptions import DatabaseError, InterfaceError
 
 from shared.errors import DependencyUnavailable
 from shared.events import OutboxEvent
+from shared.logs import get_logger
 from shared.queries import sql
 from shared.settings import Settings
 
 # Every query uses :name parameters (shared/sql/*.sql).
 pg8000.dbapi.paramstyle = "named"
+
+log = get_logger("db")
 
 Row = dict[str, Any]
 ConnectionFactory = Callable[[], pg8000.dbapi.Connection]
@@ -262,15 +265,28 @@ class UnitOfWork:
         cursor = self._cursor_run(query_text, params)
         return _rows(cursor)
 
+    def _run_named(self, query_name: str, params: Mapping[str, Any]) -> pg8000.dbapi.Cursor:
+        started = time.perf_counter()
+        cursor = self._cursor_run(sql(query_name), params)
+        # RFC 8.2's whatsapp_db_query_duration_seconds{query=...}: a log-based metric
+        # (terraform/monitoring.tf) built on this field.
+        log.info(
+            "query",
+            action="db.query",
+            query=query_name,
+            whatsapp_db_query_duration_seconds=round(time.perf_counter() - started, 6),
+        )
+        return cursor
+
     def fetch_all(self, query_name: str, **params: Any) -> list[Row]:
-        return _rows(self._cursor_run(sql(query_name), params))
+        return _rows(self._run_named(query_name, params))
 
     def fetch_one(self, query_name: str, **params: Any) -> Row | None:
         rows = self.fetch_all(query_name, **params)
         return rows[0] if rows else None
 
     def execute(self, query_name: str, **params: Any) -> int:
-        cursor = self._cursor_run(sql(query_name), params)
+        cursor = self._run_named(query_name, params)
         return int(cursor.rowcount)
 
 
