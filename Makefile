@@ -47,6 +47,7 @@ pytest: install
 test: lint typecheck terraform-check pytest
 
 bench: install
+	@command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null || echo "wrk missing: throughput not measured"
 	@$(BIN)/python -m bench
 
 clean:
