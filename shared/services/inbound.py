@@ -324,12 +324,22 @@ class _Execution:
 
     def _register(self, terms_version: str) -> UUID:
         phone_number = self.message.phone_number
-        row = self.uow.users.insert(
-            phone_number=phone_number,
-            terms_version=terms_version,
-            terms_accepted_at=self.now,
-            now=self.now,
-        )
+        try:
+            row = self.uow.users.insert(
+                phone_number=phone_number,
+                terms_version=terms_version,
+                terms_accepted_at=self.now,
+                now=self.now,
+            )
+        except Exception:
+            # RFC 8.3's warning alert counts these (whatsapp_user_registrations_total).
+            log.warning(
+                "user registration failed",
+                action="user.registration_failed",
+                whatsapp_user_registrations_total=1,
+                status="failure",
+            )
+            raise
         if row is None:
             # Registered a moment ago by another message of this number: use that row.
             existing = self.uow.users.find_by_phone(phone_number)
