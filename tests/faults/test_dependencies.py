@@ -26,7 +26,7 @@ def redis_down_bot(clean_state: Services, monkeypatch: pytest.MonkeyPatch) -> It
     """A separately built webhook app (create_app loads a fresh module, so a fresh
     lru_cached deps()) whose REDIS_URL points at a port nothing listens on."""
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
-    app = functions_framework.create_app(
+    app = functions_framework.create_app(  # type: ignore[no-untyped-call]
         target="webhook", source=str(ROOT / "functions/webhook/main.py")
     )
     module = sys.modules["main"]

@@ -175,8 +175,8 @@ def test_non_utf8_bodies_are_refused_and_write_nothing(bot: Bot, sql: Any) -> No
         assert response.status_code in (400, 403)
     # A percent-encoded invalid byte in a signed form decodes to U+FFFD: harmless data.
     form = bot.form("x")
-    raw = urlencode(form) + "&Body=%ff%fe"
-    response = post_raw(bot, raw, {"X-Twilio-Signature": sign(TEST_WEBHOOK_URL, form)})
+    encoded = urlencode(form) + "&Body=%ff%fe"
+    response = post_raw(bot, encoded, {"X-Twilio-Signature": sign(TEST_WEBHOOK_URL, form)})
     assert_not_500(response)
     assert writes(sql) == 0
 
