@@ -13,7 +13,7 @@ from uuid import uuid4
 
 import flask
 
-from shared.errors import WhatsAppHandlerError
+from shared.errors import BadRequest, PayloadTooLarge, WhatsAppHandlerError
 from shared.logs import correlation_id_var, trace_var
 
 _SAFE_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
@@ -56,3 +56,36 @@ def bind_request_context(request: flask.Request, fallback: str | None = None) ->
     trace = request.headers.get("X-Cloud-Trace-Context", "").split("/")[0]
     trace_var.set(trace or None)
     return correlation_id
+
+
+def method_not_allowed(allowed: str) -> flask.Response:
+    response = json_response({"error": f"method not allowed; use {allowed}"}, status=405)
+    response.headers["Allow"] = allowed
+    return response
+
+
+_TRUE = frozenset({"1", "true", "yes"})
+_FALSE = frozenset({"", "0", "false", "no"})
+SCHEDULER_BODY_MAX_BYTES = 4096
+
+
+def parse_dry_run(request: flask.Request) -> bool:
+    """A scheduled job's POST: ``?dry_run=true`` or a JSON body ``{"dry_run": true}``; an
+    empty body (what Cloud Scheduler sends) means a real run."""
+    body = request.get_data(cache=False)
+    if len(body) > SCHEDULER_BODY_MAX_BYTES:
+        raise PayloadTooLarge(f"body larger than {SCHEDULER_BODY_MAX_BYTES} bytes")
+    flag = request.args.get("dry_run", "").strip().lower()
+    if flag not in _TRUE | _FALSE:
+        raise BadRequest("dry_run must be true or false")
+    if flag in _TRUE:
+        return True
+    if not body.strip():
+        return False
+    try:
+        parsed: Any = json.loads(body)
+    except ValueError:
+        raise BadRequest("body must be empty or a JSON object") from None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("dry_run", False), bool):
+        raise BadRequest("body must be a JSON object with a boolean dry_run")
+    return bool(parsed.get("dry_run", False))

@@ -11,11 +11,9 @@ account holds the invoker role (Terraform, OIDC).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
 
 import flask
 import functions_framework
@@ -23,16 +21,20 @@ import redis
 
 from shared.adapters.redis_client import redis_client
 from shared.db import Database
-from shared.errors import BadRequest, NotFound, PayloadTooLarge, WhatsAppHandlerError
-from shared.http import bind_request_context, error_response, health_response, json_response
+from shared.errors import NotFound, WhatsAppHandlerError
+from shared.http import (
+    bind_request_context,
+    error_response,
+    health_response,
+    json_response,
+    method_not_allowed,
+    parse_dry_run,
+)
 from shared.logs import configure_logging, get_logger
 from shared.services import gdpr
 from shared.settings import Settings, load_settings
 
 log = get_logger("gdpr_cleanup")
-_MAX_BODY_BYTES = 4096
-_TRUE = frozenset({"1", "true", "yes"})
-_FALSE = frozenset({"", "0", "false", "no"})
 
 
 @dataclass(frozen=True)
@@ -63,48 +65,18 @@ def _ping_redis() -> None:
     deps().redis.ping()
 
 
-def _method_not_allowed(allowed: str) -> flask.Response:
-    response = json_response({"error": f"method not allowed; use {allowed}"}, status=405)
-    response.headers["Allow"] = allowed
-    return response
-
-
-def parse_dry_run(request: flask.Request) -> bool:
-    """``?dry_run=true`` or a JSON body ``{"dry_run": true}``; an empty body means a run."""
-    body = request.get_data(cache=False)
-    if len(body) > _MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"body larger than {_MAX_BODY_BYTES} bytes")
-    flag = request.args.get("dry_run", "").strip().lower()
-    if flag not in _TRUE | _FALSE:
-        raise BadRequest("dry_run must be true or false")
-    if flag in _TRUE:
-        return True
-    if not body.strip():
-        return False
-    try:
-        parsed: Any = json.loads(body)
-    except ValueError:
-        raise BadRequest("body must be empty or a JSON object") from None
-    if not isinstance(parsed, dict):
-        raise BadRequest("body must be empty or a JSON object")
-    value = parsed.get("dry_run", False)
-    if not isinstance(value, bool):
-        raise BadRequest("dry_run must be a boolean")
-    return value
-
-
 @functions_framework.http
 def gdpr_cleanup(request: flask.Request) -> flask.Response:
     correlation_id = bind_request_context(request)
     if request.path == "/health":
         if request.method not in ("GET", "HEAD"):
-            return _method_not_allowed("GET")
+            return method_not_allowed("GET")
         return health_response({"database": _ping_database, "redis": _ping_redis})
     try:
         if request.path not in ("", "/"):
             raise NotFound("Not found")
         if request.method != "POST":
-            return _method_not_allowed("POST")
+            return method_not_allowed("POST")
         dry_run = parse_dry_run(request)
         built = deps()
         policy = gdpr.RetentionPolicy.from_settings(built.settings)

@@ -18,25 +18,29 @@ account holds the invoker role (Terraform, OIDC).
 
 from __future__ import annotations
 
-import json
 import threading
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
 
 import flask
 import functions_framework
 
 from shared.adapters.pubsub import EventPublisher
 from shared.db import Database
-from shared.errors import BadRequest, NotFound, PayloadTooLarge, WhatsAppHandlerError
-from shared.http import bind_request_context, error_response, health_response, json_response
+from shared.errors import NotFound, WhatsAppHandlerError
+from shared.http import (
+    bind_request_context,
+    error_response,
+    health_response,
+    json_response,
+    method_not_allowed,
+    parse_dry_run,
+)
 from shared.logs import configure_logging, get_logger
 from shared.services import purge, relay
 from shared.settings import Settings, load_settings
 
 log = get_logger("outbox_relay")
-_MAX_BODY_BYTES = 4096
 
 
 class Deps:
@@ -82,44 +86,18 @@ def _ping_pubsub() -> None:
     deps().publisher.check_reachable()
 
 
-def _method_not_allowed(allowed: str) -> flask.Response:
-    response = json_response({"error": f"method not allowed; use {allowed}"}, status=405)
-    response.headers["Allow"] = allowed
-    return response
-
-
-def _parse_dry_run(request: flask.Request) -> bool:
-    body = request.get_data(cache=False)
-    if len(body) > _MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"body larger than {_MAX_BODY_BYTES} bytes")
-    flag = request.args.get("dry_run", "").strip().lower()
-    if flag not in ("", "0", "1", "true", "false", "yes", "no"):
-        raise BadRequest("dry_run must be true or false")
-    if flag in ("1", "true", "yes"):
-        return True
-    if not body.strip():
-        return False
-    try:
-        parsed: Any = json.loads(body)
-    except ValueError:
-        raise BadRequest("body must be empty or a JSON object") from None
-    if not isinstance(parsed, dict) or not isinstance(parsed.get("dry_run", False), bool):
-        raise BadRequest("body must be a JSON object with a boolean dry_run")
-    return bool(parsed.get("dry_run", False))
-
-
 @functions_framework.http
 def outbox_relay(request: flask.Request) -> flask.Response:
     bind_request_context(request)
     if request.path == "/health":
         if request.method not in ("GET", "HEAD"):
-            return _method_not_allowed("GET")
+            return method_not_allowed("GET")
         return health_response({"database": _ping_database, "pubsub": _ping_pubsub})
     try:
         if request.path not in ("", "/"):
             raise NotFound("Not found")
         if request.method != "POST":
-            return _method_not_allowed("POST")
+            return method_not_allowed("POST")
         built = deps()
         summary = relay.run_relay(
             built.database, built.publisher, relay.RelayPolicy.from_settings(built.settings)
@@ -137,14 +115,14 @@ def outbox_purge(request: flask.Request) -> flask.Response:
     bind_request_context(request)
     if request.path == "/health":
         if request.method not in ("GET", "HEAD"):
-            return _method_not_allowed("GET")
+            return method_not_allowed("GET")
         return health_response({"database": _ping_database})
     try:
         if request.path not in ("", "/"):
             raise NotFound("Not found")
         if request.method != "POST":
-            return _method_not_allowed("POST")
-        dry_run = _parse_dry_run(request)
+            return method_not_allowed("POST")
+        dry_run = parse_dry_run(request)
         built = deps()
         policy = purge.PurgePolicy.from_settings(built.settings)
         now = datetime.now(UTC)
