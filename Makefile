@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CHECKOV_VENV ?= .venv-checkov
 
-.PHONY: install dev test lint fmt typecheck pytest terraform-check bench faults clean
+.PHONY: install dev test lint fmt typecheck pytest terraform-check bench clean
 
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,7 +47,7 @@ pytest: install
 test: lint typecheck terraform-check pytest
 
 bench: install
-	@command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null || echo "wrk missing: throughput not measured"
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -q wrk >/dev/null) || echo "wrk missing: throughput not measured"
 	@$(BIN)/python -m bench
 
 clean:
