@@ -25,13 +25,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
-import pg8000.native
 from twilio.request_validator import RequestValidator
 
 from shared import migrate
 from shared.db import Database
+from shared.devservices import admin_connection as _connect
+from shared.devservices import url_with_database as _with_database
 from shared.settings import Settings
 from tests.support import services as svc
 from tests.support.twilio_standin import TwilioStandIn
@@ -73,22 +74,6 @@ def not_measured(figure: str, target: str, why: str) -> Figure:
 
 
 # ---------------------------------------------------------------- database set-up
-
-
-def _with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
-
-
-def _connect(url: str) -> pg8000.native.Connection:
-    parts = urlsplit(url)
-    return pg8000.native.Connection(
-        user=parts.username or "postgres",
-        password=parts.password,
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or 5432,
-        database=parts.path.lstrip("/") or "postgres",
-    )
 
 
 def phone(i: int) -> str:

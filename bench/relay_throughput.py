@@ -21,32 +21,15 @@ import concurrent.futures
 import secrets
 import time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
-
-import pg8000.native
 
 from shared import migrate
 from shared.adapters.pubsub import EventPublisher, OutgoingMessage, PublisherConfig
 from shared.db import Database
+from shared.devservices import admin_connection as _admin
+from shared.devservices import url_with_database as _with_database
 from shared.services.relay import PendingEvent, RelayPolicy, run_relay, to_message
 from shared.settings import Settings
 from tests.support import services as svc
-
-
-def _with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
-
-
-def _admin(url: str) -> pg8000.native.Connection:
-    parts = urlsplit(url)
-    return pg8000.native.Connection(
-        user=parts.username or "postgres",
-        password=parts.password,
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or 5432,
-        database=parts.path.lstrip("/") or "postgres",
-    )
 
 
 def _insert(url: str, *, events: int, aggregates: int) -> None:

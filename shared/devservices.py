@@ -25,8 +25,30 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit, urlunsplit
 
 EMULATOR_BIN = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
+
+
+def url_with_database(url: str, database: str) -> str:
+    """The same server URL, naming another database."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
+
+
+def admin_connection(url: str, *, database: str | None = None, timeout: float | None = None) -> Any:
+    """An autocommit pg8000 connection for set-up work (CREATE DATABASE, seeding, checks)."""
+    import pg8000.native
+
+    parts = urlsplit(url)
+    return pg8000.native.Connection(
+        user=parts.username or "postgres",
+        password=parts.password,
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 5432,
+        database=database or parts.path.lstrip("/") or "postgres",
+        timeout=timeout,
+    )
 
 
 def force_embedded() -> bool:

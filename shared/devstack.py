@@ -48,7 +48,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import ValidationError, model_validator
 
 from shared import devservices
-from shared.devservices import Started
+from shared.devservices import Started, admin_connection
 from shared.devtwilio import RecordedMessage, TwilioStandIn
 from shared.settings import Settings, SettingsError, _one_line
 
@@ -825,18 +825,8 @@ def post_json(url: str, body: Mapping[str, Any], timeout: float = 120) -> tuple[
 
 def postgres_problem(url: str) -> str | None:
     """None when a server at ``url`` accepts a connection, else why not (one line)."""
-    import pg8000.native
-
-    parts = urlsplit(url)
     try:
-        connection = pg8000.native.Connection(
-            user=parts.username or "postgres",
-            password=parts.password,
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or 5432,
-            database=parts.path.lstrip("/") or "postgres",
-            timeout=3,
-        )
+        connection = admin_connection(url, timeout=3)
     except Exception as error:
         return str(error).splitlines()[0] if str(error) else type(error).__name__
     connection.close()
@@ -857,16 +847,7 @@ def redis_problem(url: str) -> str | None:
 
 
 def create_database_if_missing(admin_url: str, name: str) -> None:
-    import pg8000.native
-
-    parts = urlsplit(admin_url)
-    connection = pg8000.native.Connection(
-        user=parts.username or "postgres",
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or 5432,
-        database="postgres",
-        timeout=5,
-    )
+    connection = admin_connection(admin_url, database="postgres", timeout=5)
     try:
         if not connection.run("SELECT 1 FROM pg_database WHERE datname = :name", name=name):
             connection.run(f'CREATE DATABASE "{name}"')

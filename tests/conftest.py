@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import pg8000.native
 import pytest
 import redis
 
+from shared.devservices import admin_connection as _admin
+from shared.devservices import url_with_database as _with_database
 from tests.support import services as svc
 from tests.support.twilio_standin import TwilioStandIn
 
@@ -40,22 +40,6 @@ TABLES = (
     "whatsapp_handler.user_preferences",
     "whatsapp_handler.users",
 )
-
-
-def _with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
-
-
-def _admin(url: str) -> pg8000.native.Connection:
-    parts = urlsplit(url)
-    return pg8000.native.Connection(
-        user=parts.username or "postgres",
-        password=parts.password,
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or 5432,
-        database=parts.path.lstrip("/") or "postgres",
-    )
 
 
 @dataclass
