@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -10,7 +11,7 @@ from uuid import uuid4
 import pytest
 
 from shared import events
-from shared.db import Database
+from shared.db import Database, ssl_context_for
 from shared.queries import all_queries, parse_queries
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -137,3 +138,38 @@ def test_duplicate_query_names_are_refused() -> None:
     text = "-- name: a\n-- one\nSELECT 1;\n-- name: a\n-- two\nSELECT 2;\n"
     with pytest.raises(ValueError, match="defined twice"):
         parse_queries(text)
+
+
+def test_connections_carry_the_session_settings_from_the_startup_packet(db: Database) -> None:
+    with db.unit_of_work() as uow:
+        (row,) = uow.run_sql(
+            "SELECT current_setting('statement_timeout') AS timeout,"
+            " current_setting('application_name') AS app,"
+            " (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()) AS ssl"
+        )
+    assert row == {"timeout": "5s", "app": "whatsapp-handler", "ssl": False}
+
+
+@pytest.mark.parametrize(
+    ("host", "sslmode", "expected"),
+    [
+        ("127.0.0.1", None, False),  # loopback: TLS protects nothing here
+        ("localhost", None, False),
+        ("10.1.2.3", None, None),  # elsewhere: libpq's default, "prefer"
+        ("10.1.2.3", "disable", False),
+        ("127.0.0.1", "prefer", None),
+    ],
+)
+def test_sslmode_maps_to_pg8000_as_libpq_reads_it(
+    host: str, sslmode: str | None, expected: object
+) -> None:
+    assert ssl_context_for(host, sslmode) is expected
+
+
+def test_sslmode_require_encrypts_and_verify_full_checks_the_host() -> None:
+    required = ssl_context_for("10.1.2.3", "require")
+    verified = ssl_context_for("10.1.2.3", "verify-full")
+    assert isinstance(required, ssl.SSLContext) and required.verify_mode == ssl.CERT_NONE
+    assert isinstance(verified, ssl.SSLContext) and verified.check_hostname
+    with pytest.raises(ValueError, match="sslmode 'sometimes'"):
+        ssl_context_for("10.1.2.3", "sometimes")
