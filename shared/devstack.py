@@ -42,15 +42,13 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
-
-from pydantic import ValidationError, model_validator
 
 from shared import devservices
 from shared.devservices import Started, admin_connection
 from shared.devtwilio import RecordedMessage, TwilioStandIn
-from shared.settings import Settings, SettingsError, _one_line
+from shared.settings import Settings, is_set_in_environment
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STACK_FILE = "stack.json"
@@ -71,23 +69,18 @@ class DevStackError(RuntimeError):
     """The stack cannot start; the message says why and what to do, in one line."""
 
 
-class EnvironmentSettings(Settings):
+class EnvironmentSettings(Settings, frozen=True, kw_only=True):
     """The settings the environment holds, without insisting on a database.
 
     The local tools (dev, chat, notify) read the environment through the same typed
     fields as the functions; they decide themselves whether a database is needed.
     """
 
-    @model_validator(mode="after")
-    def _database_is_configured(self) -> EnvironmentSettings:
-        return self
+    requires_database: ClassVar[bool] = False
 
 
 def environment_settings() -> EnvironmentSettings:
-    try:
-        return EnvironmentSettings()
-    except ValidationError as error:
-        raise SettingsError(_one_line(error)) from None
+    return EnvironmentSettings.from_env()
 
 
 # --- the functions -----------------------------------------------------------------------
@@ -458,7 +451,7 @@ class DevStack:
         self._lock = handle  # released last, after the servers have stopped
 
     def _database(self, env: EnvironmentSettings) -> tuple[str, str]:
-        configured = env.database_url if "database_url" in env.model_fields_set else None
+        configured = env.database_url if is_set_in_environment("database_url") else None
         if configured and not self._forced():
             problem = postgres_problem(configured)
             if problem is None:
@@ -476,7 +469,7 @@ class DevStack:
         return with_database(admin_url, DEV_DATABASE), f"(embedded, data in {kept})"
 
     def _redis(self, env: EnvironmentSettings) -> tuple[str, str]:
-        configured = env.redis_url if "redis_url" in env.model_fields_set else None
+        configured = env.redis_url if is_set_in_environment("redis_url") else None
         if configured and not self._forced():
             problem = redis_problem(configured)
             if problem is None:

@@ -73,7 +73,7 @@ class RunningStack:
             public_url=None,
             whatsapp_to=None,
             stack=self.stack,
-            environment=EnvironmentSettings(),
+            environment=EnvironmentSettings.from_env(),
         )
 
     def events(self) -> list[dict[str, Any]]:

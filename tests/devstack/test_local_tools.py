@@ -171,7 +171,7 @@ def bare_environment(monkeypatch: pytest.MonkeyPatch) -> EnvironmentSettings:
         "TWILIO_API_BASE_URL",
     ):
         monkeypatch.delenv(name, raising=False)
-    return EnvironmentSettings()
+    return EnvironmentSettings.from_env()
 
 
 def test_without_a_url_the_chat_talks_to_the_running_dev_stack(

@@ -36,7 +36,7 @@ def test_with_the_emulator_stopped_mid_run_nothing_is_marked_published_and_all_g
         pytest.skip("needs the emulator binary to start one of our own")
     port = svc.free_port()
     host, emulator = svc.start_pubsub_emulator(port)  # our own: the shared one stays up
-    settings = relay_settings.model_copy(update={"pubsub_emulator_host": host})
+    settings = relay_settings.replace(pubsub_emulator_host=host)
     publisher = publisher_for(settings, host)
     subscription = Subscription(host, settings.google_cloud_project, settings.pubsub_topic)
     restarted: svc.Started | None = None

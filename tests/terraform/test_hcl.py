@@ -15,10 +15,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
-from pydantic import SecretStr
 
-from shared.settings import Settings
+from shared.settings import Secret, Settings
 from tests.terraform.hcl import FUNCTION_TARGETS, REPO, build_script, load, one
 
 # What each target needs in production beyond the database (contract sections 3, 4, 6a).
@@ -233,7 +233,7 @@ def test_every_contract_setting_reaches_some_function(tf: Any) -> None:
 
 
 def test_every_variable_terraform_sets_is_a_setting_the_code_reads(tf: Any) -> None:
-    fields = {name.upper() for name in Settings.model_fields}
+    fields = {name.upper() for name in Settings.field_names()}
     named = set(tf.locals["env_values"]) | _function_env_base(tf) | set(tf.locals["secrets"])
 
     assert named - fields - FRAMEWORK_SETTINGS == set()
@@ -241,9 +241,9 @@ def test_every_variable_terraform_sets_is_a_setting_the_code_reads(tf: Any) -> N
 
 def test_secrets_come_from_secret_manager_only(tf: Any) -> None:
     secret_fields = {
-        name.upper()
-        for name, field in Settings.model_fields.items()
-        if SecretStr in getattr(field.annotation, "__args__", (field.annotation,))
+        field.name.upper()
+        for field in msgspec.structs.fields(Settings)
+        if Secret in getattr(field.type, "__args__", (field.type,))
     }
     table = _function_table(tf)
 
