@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CHECKOV_VENV ?= .venv-checkov
 
-.PHONY: install dev test lint fmt typecheck pytest terraform-check bench clean
+.PHONY: install dev test lint fmt typecheck pytest terraform-check bench soak clean
 
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ test: lint typecheck terraform-check pytest
 bench: install
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -q wrk >/dev/null) || echo "wrk missing: throughput not measured"
 	@$(BIN)/python -m bench
+
+# Issue 12's soak: SOAK_SECONDS (default 300) of mixed load on the served functions.
+soak: install
+	@$(BIN)/pytest -m soak tests/soak -q -s
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .mypy_cache .ruff_cache .pytest_cache
