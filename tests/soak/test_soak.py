@@ -41,7 +41,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -71,7 +71,10 @@ BASELINE_WINDOW_FRACTION = 0.1  # the baseline: median RSS over 20-30 % of the r
 RSS_GROWTH_LIMIT = 0.10
 SCENARIOS_PER_SECOND = 8.0
 MIX = {"chat": 30, "register": 10, "claim": 8, "ticket": 8, "notify": 15, "lookup": 15, "erase": 3}
-INITIAL_USERS = 40
+INITIAL_USERS = 80
+# A user is picked only after at most this many messages in the last minute, so with a
+# claim's 7 they stay under RATE_LIMIT_INBOUND_PER_MINUTE (20).
+MESSAGES_PER_USER_MINUTE = 10
 LOAD_THREADS = 24
 RELAY_EVERY_SECONDS = 2.0
 GDPR_EVERY_SECONDS = min(15.0, max(5.0, SOAK_SECONDS / 6))
@@ -88,7 +91,7 @@ PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 )
 _CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
-TIMEOUT = f"{SOAK_SECONDS + 600:.0f}"
+TIMEOUT_SECONDS = SOAK_SECONDS + 600  # start-up, the final drain and checks: well under that
 
 
 # --- the dev stack, with the soak's own timers --------------------------------------------
@@ -148,19 +151,33 @@ class Pool:
     idle: list[User] = field(default_factory=list)
     known: dict[str, User] = field(default_factory=dict)
     erased: list[User] = field(default_factory=list)
+    sent: dict[str, deque[float]] = field(default_factory=dict)
 
     def add(self, user: User) -> None:
         with self.lock:
             self.idle.append(user)
             self.known[user.phone] = user
 
-    def checkout(self, rng: random.Random) -> User | None:
+    def note_message(self, phone: str, now: float) -> None:
         with self.lock:
-            if not self.idle:
-                return None
-            index = rng.randrange(len(self.idle))
-            self.idle[index], self.idle[-1] = self.idle[-1], self.idle[index]
-            return self.idle.pop()
+            self.sent.setdefault(phone, deque()).append(now)
+
+    def checkout(self, rng: random.Random) -> User | None:
+        """A random idle user who has sent few enough messages in the last minute that a
+        whole claim stays under the webhook's per-number limit (people pause; the load's
+        random picks would not)."""
+        now = time.monotonic()
+        with self.lock:
+            for _ in range(len(self.idle)):
+                index = rng.randrange(len(self.idle))
+                user = self.idle[index]
+                recent = self.sent.setdefault(user.phone, deque())
+                while recent and recent[0] < now - 60:
+                    recent.popleft()
+                if len(recent) <= MESSAGES_PER_USER_MINUTE:
+                    self.idle[index], self.idle[-1] = self.idle[-1], self.idle[index]
+                    return self.idle.pop()
+            return None
 
     def checkin(self, user: User) -> None:
         with self.lock:
@@ -280,6 +297,7 @@ class Load:
     ) -> str:
         """One signed inbound message; the reply's text, or ScenarioFailed (recorded)."""
         form = chat.inbound_form(number=phone, body=text, target=self.target, media=media)
+        self.pool.note_message(phone, time.monotonic())
         try:
             reply = chat.post_inbound(self.target, form, timeout=30)
         except OSError as error:
@@ -545,7 +563,7 @@ def stack(services: Services, pubsub: str, tmp_path: Path) -> Iterator[SoakStack
         os.environ.update(saved)
 
 
-@pytest.mark.timeout(TIMEOUT)
+@pytest.mark.timeout(TIMEOUT_SECONDS)
 def test_a_steady_mixed_load_gives_no_5xx_flat_memory_and_every_event_published(
     stack: SoakStack, services: Services
 ) -> None:
@@ -654,7 +672,10 @@ def test_a_steady_mixed_load_gives_no_5xx_flat_memory_and_every_event_published(
         )[0]["n"]
         rss = sampler.verdicts(duration)
 
-        print(summary_text(load, duration, rss, outbox, received, ledger, seeded))  # noqa: T201
+        report = summary_text(
+            load, duration, rss, outbox, received, ledger, seeded, log_warnings(stack)
+        )
+        print(report)  # noqa: T201 - the soak's report, shown by make soak (-s)
 
         # Assert
         assert load.tally.server_errors() == {}, logs_tail(stack)
@@ -709,6 +730,20 @@ def wait_for_ledger(load: Load, timeout: float) -> dict[str, str]:
         time.sleep(0.5)
 
 
+def log_warnings(stack: SoakStack) -> dict[str, int]:
+    """Per function, its JSON log lines at WARNING or above (Cloud Logging would alert)."""
+    counts: dict[str, int] = {}
+    for running in stack.functions.values():
+        lines = running.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        counts[running.spec.target] = sum(
+            1
+            for line in lines
+            if line.startswith("{")
+            and re.search(r'"severity":\s*"(WARNING|ERROR|CRITICAL|ALERT|EMERGENCY)"', line)
+        )
+    return counts
+
+
 def logs_tail(stack: SoakStack) -> str:
     from shared.devstack import tail
 
@@ -726,6 +761,7 @@ def summary_text(
     received: set[str],
     ledger: dict[str, str],
     seeded: int,
+    warnings: dict[str, int],
 ) -> str:
     tally = load.tally
     requests: Counter[str] = Counter()
@@ -760,6 +796,8 @@ def summary_text(
         + ", ".join(f"{k} {v}" for k, v in sorted(Counter(ledger.values()).items())),
         f"users: {len(load.pool.known)} verified live, {len(load.pool.erased)} erased on request, "
         f"{seeded} inactive seeded for retention",
+        "function log lines at WARNING or above: "
+        + ", ".join(f"{name} {n}" for name, n in sorted(warnings.items())),
         f"anomalies: {len(tally.anomalies)}",
     ]
     return "\n".join(lines)
