@@ -413,9 +413,6 @@ class UsersRepository:
             now=now,
         )
 
-    def touch_last_active(self, user_id: UUID, *, now: datetime) -> None:
-        self._db.execute("touch_last_active", user_id=user_id, now=now)
-
 
 class PreferencesRepository:
     def __init__(self, executor: Executor) -> None:

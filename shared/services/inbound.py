@@ -5,9 +5,9 @@
    changes nothing. Until the commit the key is released on any failure, so Twilio's
    retry of a message that failed here is served afresh.
 2. Rate limit the number (inbound messages per minute).
-3. In ONE unit of work: lock the user row (the truth), load the conversation state
-   (Redis), ``conversation.step``, carry out its effects with their outbox rows, touch
-   ``last_active_at``, commit.
+3. In ONE unit of work: lock the user row (the truth) and touch its ``last_active_at``,
+   load the conversation state (Redis), ``conversation.step``, carry out its effects
+   with their outbox rows, commit.
 4. After the commit only: send the OTP SMS, forget an erased person in Redis, save
    the state. None of these may raise any more (the work is done and must not be
    repeated), so each failure is logged and the reply adjusted where it matters.
@@ -510,7 +510,9 @@ def _decide_and_commit(
 ) -> _Committed:
     config = services.config
     with services.database.unit_of_work() as uow:
-        user = _user_view(uow.fetch_one("lock_user_by_phone", phone_number=message.phone_number))
+        user = _user_view(
+            uow.fetch_one("lock_and_touch_user", phone_number=message.phone_number, now=now)
+        )
         stored = services.store.load(message.phone_number)
         inbound = Inbound(
             message_sid=message.message_sid, text=message.text, media=message.media, user=user
@@ -531,8 +533,6 @@ def _decide_and_commit(
             if outcome is not None and state is not None:
                 state, more, reply = conversation.resolve(state, outcome, decision.reply, config)
                 pending.extend(more)
-        if user is not None and not user.blocked and execution.erased is None:
-            uow.users.touch_last_active(user.user_id, now=now)
         uow.commit()
     return _Committed(
         state=state,

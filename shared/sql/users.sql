@@ -27,12 +27,6 @@ INSERT INTO whatsapp_handler.user_preferences (user_id)
 VALUES (:user_id)
 ON CONFLICT (user_id) DO NOTHING;
 
--- name: touch_last_active
--- Every inbound message (RFC 3.1.5); feeds the GDPR retention query.
-UPDATE whatsapp_handler.users
-   SET last_active_at = :now
- WHERE id = :user_id;
-
 -- name: accept_terms
 -- A returning unverified user re-accepting (or a terms update).
 UPDATE whatsapp_handler.users

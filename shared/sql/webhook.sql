@@ -1,7 +1,17 @@
--- name: lock_user_by_phone
+-- name: lock_and_touch_user
 -- Every webhook: the user row (the truth) for this number, locked until the commit so two
 -- messages of one user at once take turns instead of interleaving (idx_users_phone).
-SELECT id, verified_at, blocked_at, terms_version, anonymized_at
-  FROM whatsapp_handler.users
- WHERE phone_number = :phone_number
-   FOR UPDATE;
+-- The same statement records the message as activity (RFC 3.1.5, fed to the GDPR
+-- retention query) unless the user is blocked: one round trip instead of two.
+WITH locked AS (
+    SELECT id, verified_at, blocked_at, terms_version, anonymized_at
+      FROM whatsapp_handler.users
+     WHERE phone_number = :phone_number
+       FOR UPDATE
+), touched AS (
+    UPDATE whatsapp_handler.users AS users
+       SET last_active_at = :now
+      FROM locked
+     WHERE users.id = locked.id AND locked.blocked_at IS NULL
+)
+SELECT id, verified_at, blocked_at, terms_version, anonymized_at FROM locked;
