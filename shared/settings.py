@@ -124,6 +124,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     whatsapp_session_window_hours: PositiveInt = 24
     # A notification 'claimed' longer than this belongs to a dead attempt and is retried.
     notification_claim_lease_seconds: PositiveInt = 120
+    # Ledger rows only guard against redeliveries (Pub/Sub keeps a message at most 7 days).
+    notification_ledger_retention_days: PositiveInt = 35
 
     log_level: str = "INFO"
 

@@ -333,3 +333,26 @@ def test_cli_names_a_missing_database_url() -> None:
     assert result.stderr.strip().splitlines() == [
         "whatsapp-handler: DATABASE_URL is required (or CLOUD_SQL_INSTANCE, DB_USER and DB_NAME)"
     ]
+
+
+def test_gdpr_selection_skips_anonymised_users_through_the_partial_index(
+    migrated: pg8000.native.Connection,
+) -> None:
+    # 20,000 users long inactive, 19,000 of them already anonymised: the batch query reads
+    # the 1,000 candidates from idx_users_retention instead of walking past the others.
+    migrated.run(
+        "INSERT INTO whatsapp_handler.users (phone_number, last_active_at, anonymized_at)"
+        " SELECT '+4477009' || lpad(n::text, 5, '0'), now() - (n || ' days')::interval,"
+        "        CASE WHEN n > 1000 THEN now() END"
+        "   FROM generate_series(1, 20000) AS n"
+    )
+    migrated.run("ANALYZE whatsapp_handler.users")
+    plan = "\n".join(
+        row[0]
+        for row in migrated.run(
+            "EXPLAIN SELECT id FROM whatsapp_handler.users"
+            " WHERE last_active_at < now() - interval '180 days' AND anonymized_at IS NULL"
+            " ORDER BY last_active_at, id LIMIT 500 FOR UPDATE SKIP LOCKED"
+        )
+    )
+    assert "idx_users_retention" in plan

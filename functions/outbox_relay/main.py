@@ -129,7 +129,7 @@ def outbox_purge(request: flask.Request) -> flask.Response:
         if dry_run:
             result = purge.preview_purge(built.database, now=now, policy=policy)
         else:
-            result = purge.purge_published_events(built.database, now=now, policy=policy)
+            result = purge.purge_expired(built.database, now=now, policy=policy)
     except WhatsAppHandlerError as error:  # 400, 404, 413, 503
         return error_response(error)
     except Exception:

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             result = purge.preview_purge(database, now=now, policy=policy)
         else:
-            result = purge.purge_published_events(database, now=now, policy=policy)
+            result = purge.purge_expired(database, now=now, policy=policy)
     finally:
         database.close()
     print(json.dumps(result.as_dict(), indent=2))

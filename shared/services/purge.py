@@ -1,5 +1,7 @@
 """Outbox retention (RFC 7.1, TD-WHATSAPP-003): published events older than
-``OUTBOX_RETENTION_DAYS`` (counted from ``published_at``) are deleted, daily.
+``OUTBOX_RETENTION_DAYS`` (counted from ``published_at``) are deleted, daily; so are
+notification ledger rows older than ``NOTIFICATION_LEDGER_RETENTION_DAYS`` (the ledger
+only has to outlive Pub/Sub's redeliveries, at most the 7-day message retention).
 
 Deletion goes in batches of ``OUTBOX_PURGE_BATCH_SIZE``, each its own short transaction
 with ``SKIP LOCKED``, so the purge never holds a long lock against the relay or the
@@ -8,7 +10,7 @@ writers. An unpublished event (pending or dead-lettered) is never deleted, howev
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,12 +25,14 @@ log = get_logger("purge")
 class PurgePolicy:
     retention_days: int = 7
     batch_size: int = 5_000
+    ledger_retention_days: int = 35
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PurgePolicy:
         return cls(
             retention_days=settings.outbox_retention_days,
             batch_size=settings.outbox_purge_batch_size,
+            ledger_retention_days=settings.notification_ledger_retention_days,
         )
 
     def cutoff(self, now: datetime) -> datetime:
@@ -36,6 +40,10 @@ class PurgePolicy:
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
         return now - timedelta(days=self.retention_days)
+
+    def ledger_cutoff(self, now: datetime) -> datetime:
+        """Notification ledger rows claimed before this moment are past retention."""
+        return now - timedelta(days=self.ledger_retention_days)
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,7 @@ class PurgeSummary:
     cutoff: datetime
     dry_run: bool = False
     oldest_published_at: datetime | None = None
+    ledger_deleted: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -53,12 +62,14 @@ class PurgeSummary:
         }
         if self.dry_run:
             body["would_delete"] = self.deleted
+            body["would_delete_ledger"] = self.ledger_deleted
             body["oldest_published_at"] = (
                 self.oldest_published_at.isoformat() if self.oldest_published_at else None
             )
         else:
             body["deleted"] = self.deleted
             body["batches"] = self.batches
+            body["ledger_deleted"] = self.ledger_deleted
         return body
 
 
@@ -89,15 +100,48 @@ def purge_published_events(
     return PurgeSummary(deleted=deleted, batches=batches, cutoff=cutoff)
 
 
+def purge_notification_ledger(database: Database, *, now: datetime, policy: PurgePolicy) -> int:
+    """Ledger rows past retention, deleted in short batches; how many."""
+    cutoff = policy.ledger_cutoff(now)
+    deleted = 0
+    while True:
+        with database.unit_of_work() as uow:
+            count = uow.execute(
+                "purge_notification_ledger", cutoff=cutoff, batch_size=policy.batch_size
+            )
+            uow.commit()
+        deleted += count
+        if count < policy.batch_size:
+            break
+    log.info(
+        "notification ledger purged",
+        action="notifications.ledger_purged",
+        deleted=deleted,
+        cutoff=cutoff.isoformat(),
+    )
+    return deleted
+
+
+def purge_expired(database: Database, *, now: datetime, policy: PurgePolicy) -> PurgeSummary:
+    """The daily purge: published outbox events, then the notification ledger."""
+    summary = purge_published_events(database, now=now, policy=policy)
+    ledger_deleted = purge_notification_ledger(database, now=now, policy=policy)
+    return replace(summary, ledger_deleted=ledger_deleted)
+
+
 def preview_purge(database: Database, *, now: datetime, policy: PurgePolicy) -> PurgeSummary:
     """What a purge now would delete; changes nothing."""
     cutoff = policy.cutoff(now)
     with database.unit_of_work() as uow:
         row = uow.fetch_one("count_purgeable_events", cutoff=cutoff) or {}
+        ledger = uow.fetch_one(
+            "count_purgeable_notification_ledger", cutoff=policy.ledger_cutoff(now)
+        )
     return PurgeSummary(
         deleted=int(row.get("purgeable") or 0),
         batches=0,
         cutoff=cutoff,
         dry_run=True,
         oldest_published_at=row.get("oldest_published_at"),
+        ledger_deleted=int((ledger or {}).get("purgeable") or 0),
     )

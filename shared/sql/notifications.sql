@@ -34,3 +34,23 @@ DELETE FROM whatsapp_handler.notification_deliveries
  WHERE notification_id = :notification_id
    AND status = 'claimed'
    AND claimed_at = :claimed_at;
+
+-- name: purge_notification_ledger
+-- The ledger only has to outlive Pub/Sub's redeliveries of a notification (at most the
+-- subscription's message retention); older rows go in bounded batches (purge job).
+WITH doomed AS (
+    SELECT notification_id
+      FROM whatsapp_handler.notification_deliveries
+     WHERE claimed_at < :cutoff
+     LIMIT :batch_size
+       FOR UPDATE SKIP LOCKED
+)
+DELETE FROM whatsapp_handler.notification_deliveries d
+ USING doomed
+ WHERE d.notification_id = doomed.notification_id;
+
+-- name: count_purgeable_notification_ledger
+-- purge --dry-run: ledger rows a purge with this cutoff would delete.
+SELECT count(*) AS purgeable
+  FROM whatsapp_handler.notification_deliveries
+ WHERE claimed_at < :cutoff;

@@ -13,7 +13,12 @@ import pytest
 
 from shared import cli
 from shared.db import Database
-from shared.services.purge import PurgePolicy, preview_purge, purge_published_events
+from shared.services.purge import (
+    PurgePolicy,
+    preview_purge,
+    purge_expired,
+    purge_published_events,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2025, 11, 30, 3, 0, tzinfo=UTC)
@@ -161,3 +166,25 @@ def test_purge_command_dry_run_then_run(sql: Any, capsys: pytest.CaptureFixture[
     assert cli.main(["purge"]) == 0
     assert json.loads(capsys.readouterr().out)["deleted"] == 5
     assert remaining(sql) == kept
+
+
+def test_the_daily_purge_also_deletes_notification_ledger_rows_past_retention(
+    db: Database, sql: Any
+) -> None:
+    for days, name in ((40, "old-sent"), (36, "old-claimed"), (34, "recent"), (0, "today")):
+        sql(
+            "INSERT INTO whatsapp_handler.notification_deliveries"
+            " (notification_id, status, claimed_at)"
+            " VALUES (:id, :status, :at)",
+            id=name,
+            status="claimed" if name == "old-claimed" else "sent",
+            at=NOW - timedelta(days=days),
+        )
+    policy = PurgePolicy(ledger_retention_days=35, batch_size=1)
+
+    assert preview_purge(db, now=NOW, policy=policy).as_dict()["would_delete_ledger"] == 2
+    summary = purge_expired(db, now=NOW, policy=policy)
+
+    assert summary.as_dict()["ledger_deleted"] == 2
+    left = sql("SELECT notification_id FROM whatsapp_handler.notification_deliveries")
+    assert {row["notification_id"] for row in left} == {"recent", "today"}
