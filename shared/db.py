@@ -170,12 +170,17 @@ class ConnectionPool:
             self._idle.append(connection)
             self._condition.notify()
 
-    def close(self) -> None:
+    def discard_idle(self) -> None:
+        """Close every idle connection (borrowed ones come back as usual)."""
         with self._condition:
             idle, self._idle = self._idle, []
             self._open -= len(idle)
+            self._condition.notify_all()
         for connection in idle:
             _close_quietly(connection)
+
+    def close(self) -> None:
+        self.discard_idle()
 
     @contextmanager
     def connection(self) -> Iterator[pg8000.dbapi.Connection]:
@@ -283,7 +288,9 @@ class UnitOfWork:
                 if attempt == 1 and self._statements_run == 0:
                     # A stale pooled connection (the database restarted): nothing of this
                     # transaction has happened yet, so a fresh connection is a clean retry.
+                    # The other idle ones died with it, so they go too.
                     self._pool.release(connection, broken=True)
+                    self._pool.discard_idle()
                     self._connection = None
                     self._connection = self._pool.acquire()
                     continue

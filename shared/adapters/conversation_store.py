@@ -25,11 +25,16 @@ class ConversationStore:
             return None
         return state_from_json(str(raw))
 
-    def save(self, phone_number: str, state: ConversationState) -> None:
-        """Every save restarts the TTL: 24 h of silence ends a conversation."""
-        self._client.set(
+    def save(
+        self, phone_number: str, state: ConversationState, on: redis.client.Pipeline | None = None
+    ) -> None:
+        """Every save restarts the TTL: 24 h of silence ends a conversation. On ``on``, a
+        pipeline the caller executes, when given."""
+        target = self._client if on is None else on
+        target.set(
             self._keys.conversation(phone_number), state_to_json(state), ex=self._ttl_seconds
         )
 
-    def delete(self, phone_number: str) -> None:
-        self._client.delete(self._keys.conversation(phone_number))
+    def delete(self, phone_number: str, on: redis.client.Pipeline | None = None) -> None:
+        target = self._client if on is None else on
+        target.delete(self._keys.conversation(phone_number))

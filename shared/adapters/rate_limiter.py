@@ -1,8 +1,8 @@
 """Rate limits in Redis (RAILREPAY-800): fixed windows, atomic across instances.
 
 Each window is its own key (``...:<window number>``) that expires after the window, so a
-limit resets by itself. Counting is INCR + EXPIRE in one MULTI transaction; the OTP check
-is one Lua script, so the per-number and the global ceiling are tested and counted
+limit resets by itself. Counting is INCR + EXPIRE inside one Lua script; the OTP check
+is one Lua script too, so the per-number and the global ceiling are tested and counted
 together and no send is counted against one limit when the other refused it.
 """
 
@@ -56,15 +56,18 @@ class RateLimiter:
         self._otp_global_per_hour = otp_global_per_hour
         self._otp_script = client.register_script(_OTP_SCRIPT)
 
-    def allow_inbound(self, phone_number: str, now: datetime) -> bool:
-        """Counts this message; False once the number has sent too many this minute."""
+    def inbound_counter(self, phone_number: str, now: datetime) -> tuple[str, int]:
+        """This number's counter key for the current minute, and how long it must live.
+
+        The webhook counts a message in the same script that claims its MessageSid
+        (shared/services/inbound.py), so a repeated delivery is never counted.
+        """
         window = int(now.timestamp()) // MINUTE_SECONDS
-        key = self._keys.inbound_rate(phone_number, window)
-        pipeline = self._client.pipeline(transaction=True)
-        pipeline.incr(key)
-        pipeline.expire(key, 2 * MINUTE_SECONDS)
-        count, _ = pipeline.execute()
-        return int(count) <= self._inbound_per_minute
+        return self._keys.inbound_rate(phone_number, window), 2 * MINUTE_SECONDS
+
+    def inbound_allowed(self, count: int) -> bool:
+        """False once the number has sent more than its limit this minute."""
+        return count <= self._inbound_per_minute
 
     def allow_otp(self, phone_number: str, now: datetime) -> OtpAllowance:
         """Counts one OTP SMS against both hourly limits, only when both allow it."""

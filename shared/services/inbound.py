@@ -4,12 +4,13 @@
    same message, also one arriving at the same moment elsewhere, finds the key and
    changes nothing. Until the commit the key is released on any failure, so Twilio's
    retry of a message that failed here is served afresh.
-2. Rate limit the number (inbound messages per minute).
+2. Rate limit the number (inbound messages per minute), counted by the same Lua script
+   that claims the MessageSid: one round trip for both.
 3. In ONE unit of work: lock the user row (the truth) and touch its ``last_active_at``,
    load the conversation state (Redis), ``conversation.step``, carry out its effects
    with their outbox rows, commit.
 4. After the commit only: send the OTP SMS, forget an erased person in Redis, save
-   the state. None of these may raise any more (the work is done and must not be
+   the state and mark the MessageSid done (one pipeline). None of these may raise any more (the work is done and must not be
    repeated), so each failure is logged and the reply adjusted where it matters.
 """
 
@@ -21,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import cast
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -197,6 +199,22 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# KEYS: the MessageSid's key, the number's inbound counter for this minute.
+# ARGV: the pending token, the de-duplication TTL, the counter's TTL.
+# A first delivery is claimed and counted in one round trip; a repeat is neither (-1).
+_CLAIM_AND_COUNT = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return -1 end
+local count = redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return count
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    token: str
+    count_this_minute: int  # messages of this number in the current rate-limit window
+
 
 class MessageLedger:
     """MessageSids being handled ("pending:<token>") or handled ("done")."""
@@ -206,19 +224,30 @@ class MessageLedger:
         self._keys = keys
         self._ttl_seconds = ttl_seconds
 
-    def claim(self, message_sid: str) -> str | None:
-        """A token when this delivery is the first; None for a repeat."""
+    def claim(self, message_sid: str, counter_key: str, counter_ttl: int) -> Claim | None:
+        """The claim when this delivery is the first (counted at ``counter_key``); None
+        for a repeat."""
         token = f"pending:{secrets.token_hex(8)}"
-        key = self._keys.message_sid(message_sid)
-        if self._client.set(key, token, nx=True, ex=self._ttl_seconds):
-            return token
-        return None
+        count = self._client.eval(
+            _CLAIM_AND_COUNT,
+            2,
+            self._keys.message_sid(message_sid),
+            counter_key,
+            token,
+            str(self._ttl_seconds),
+            str(counter_ttl),
+        )
+        if int(cast(int, count)) < 0:
+            return None
+        return Claim(token=token, count_this_minute=int(cast(int, count)))
 
     def release(self, message_sid: str, token: str) -> None:
         self._client.eval(_RELEASE_IF_OURS, 1, self._keys.message_sid(message_sid), token)
 
-    def complete(self, message_sid: str) -> None:
-        self._client.set(self._keys.message_sid(message_sid), "done", xx=True, keepttl=True)
+    def complete(self, message_sid: str, on: redis.client.Pipeline | None = None) -> None:
+        """Mark handled; on ``on``, a pipeline the caller executes, when given."""
+        target = self._client if on is None else on
+        target.set(self._keys.message_sid(message_sid), "done", xx=True, keepttl=True)
 
 
 # --- carrying out effects ----------------------------------------------------------------
@@ -453,11 +482,12 @@ def handle_inbound(
     ledger = MessageLedger(
         services.client, services.keys, services.settings.message_dedupe_ttl_seconds
     )
+    counter_key, counter_ttl = services.limiter.inbound_counter(message.phone_number, now)
     try:
-        token = ledger.claim(message.message_sid)
+        claim = ledger.claim(message.message_sid, counter_key, counter_ttl)
     except redis.RedisError as error:
         raise DependencyUnavailable("redis unreachable") from error
-    if token is None:
+    if claim is None:
         log.info(
             "repeated delivery ignored",
             action="webhook.duplicate",
@@ -465,7 +495,7 @@ def handle_inbound(
         )
         return None
     try:
-        if not services.limiter.allow_inbound(message.phone_number, now):
+        if not services.limiter.inbound_allowed(claim.count_this_minute):
             log.warning(
                 "inbound rate limit",
                 action="webhook.rate_limited",
@@ -477,12 +507,11 @@ def handle_inbound(
         committed = _decide_and_commit(message, services, now, correlation_id)
     except BaseException as error:
         # Nothing was committed: let Twilio's retry of this message be served afresh.
-        _release_quietly(ledger, message.message_sid, token)
+        _release_quietly(ledger, message.message_sid, claim.token)
         if isinstance(error, redis.RedisError):
             raise DependencyUnavailable("redis unreachable") from error
         raise
-    reply = _after_commit(committed, message, services)
-    _complete_quietly(ledger, message.message_sid)
+    reply = _after_commit(committed, message, services, ledger)
     execution = committed.execution
     for event_type, count in sorted(Counter(execution.written).items()):
         log.info(
@@ -543,7 +572,12 @@ def _decide_and_commit(
     )
 
 
-def _after_commit(committed: _Committed, message: InboundMessage, services: WebhookServices) -> str:
+def _after_commit(
+    committed: _Committed,
+    message: InboundMessage,
+    services: WebhookServices,
+    ledger: MessageLedger,
+) -> str:
     state, reply, execution = committed.state, committed.reply, committed.execution
     phone_number = message.phone_number
     if execution.otp_code is not None:
@@ -580,12 +614,17 @@ def _after_commit(committed: _Committed, message: InboundMessage, services: Webh
         if execution.erased is not None:
             forget_in_redis(services.client, services.keys, execution.erased.phone_number)
             log.info("user erased", action="user.erased", user_id=str(execution.user_id))
+        # The state and the MessageSid's "done" mark travel in one round trip.
+        pipeline = services.client.pipeline(transaction=False)
         if state is None:
-            services.store.delete(phone_number)
+            services.store.delete(phone_number, on=pipeline)
         else:
-            services.store.save(phone_number, state)
+            services.store.save(phone_number, state, on=pipeline)
+        ledger.complete(message.message_sid, on=pipeline)
+        pipeline.execute()
     except redis.RedisError as error:
         # The database has it all; the next message rebuilds the state from the user row.
+        # A MessageSid left "pending" makes Twilio's retry of it an empty reply.
         log.warning(
             "conversation state not saved",
             action="conversation.save_failed",
