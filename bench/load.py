@@ -88,6 +88,10 @@ end
 """
 
 
+class Failures(RuntimeError):
+    """wrk saw non-2xx replies or socket errors."""
+
+
 @dataclass(frozen=True)
 class WrkResult:
     rate: float  # requests/s
@@ -158,7 +162,7 @@ def run(
     if not (rate and count and replays and p50 and p95):
         raise RuntimeError(f"wrk output not understood: {output}")
     if "Non-2xx" in output or "Socket errors" in output:
-        raise RuntimeError(f"wrk saw failures against {url}: {output}")
+        raise Failures(f"wrk saw failures against {url}: {output}")
     if int(replays.group(1)) and not allow_replays:
         raise RuntimeError(
             f"wrk ran out of distinct requests ({replays.group(1)} replays) against {url}"
