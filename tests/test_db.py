@@ -93,10 +93,12 @@ def test_concurrent_registration_of_one_number_makes_one_user(db: Database, sql:
 
 def test_pool_recovers_after_connections_are_killed(db: Database, sql: Any) -> None:
     register(db)
-    # What a database restart does to pooled connections.
+    # What a database restart does to pooled connections (of this run's database only:
+    # the server may be shared with other runs).
     sql(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
         " WHERE application_name = 'whatsapp-handler' AND pid <> pg_backend_pid()"
+        " AND datname = current_database()"
     )
     with db.unit_of_work() as uow:
         assert uow.users.find_by_phone("+447700900123") is not None
@@ -173,3 +175,22 @@ def test_sslmode_require_encrypts_and_verify_full_checks_the_host() -> None:
     assert isinstance(verified, ssl.SSLContext) and verified.check_hostname
     with pytest.raises(ValueError, match="sslmode 'sometimes'"):
         ssl_context_for("10.1.2.3", "sometimes")
+
+
+def test_add_many_writes_every_event_in_one_statement_and_in_order(db: Database, sql: Any) -> None:
+    batch = [
+        events.user_gdpr_erased(uuid4(), correlation_id=f"c-{n}", erased_at=NOW, reason="R")
+        for n in range(3)
+    ]
+    with db.unit_of_work() as uow:
+        uow.outbox.add_many(batch)
+        uow.commit()
+
+    rows = sql(
+        "SELECT id, aggregate_id, event_type, payload, metadata, correlation_id"
+        " FROM whatsapp_handler.outbox_events ORDER BY created_at"
+    )
+    assert [str(row["id"]) for row in rows] == [str(event.event_id) for event in batch]
+    assert [row["payload"] for row in rows] == [event.payload for event in batch]
+    assert [row["correlation_id"] for row in rows] == ["c-0", "c-1", "c-2"]
+    assert {row["metadata"] for row in rows} == {None}

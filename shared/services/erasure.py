@@ -9,7 +9,7 @@ they hold no data that is not also gone from PostgreSQL, and they expire in 24 h
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -34,6 +34,43 @@ class Erased:
     phone_number: str  # the number that was erased: for Redis clean-up only, never logged
 
 
+def erase_users(
+    uow: UnitOfWork,
+    user_ids: Sequence[UUID],
+    *,
+    reason: ErasureReason,
+    now: datetime,
+    correlation_id: str,
+) -> list[Erased]:
+    """Anonymise these users in ``uow``, each statement once for the whole set; the
+    ones already anonymised or unknown are left out of the result.
+
+    The caller commits (and then forgets them in Redis).
+    """
+    if not user_ids:
+        return []
+    locked = {
+        UUID(str(row["id"])): str(row["phone_number"])
+        for row in uow.fetch_all("lock_users_for_erasure", user_ids=list(user_ids))
+    }
+    if not locked:
+        return []
+    # The caller's order (oldest first for retention); ids as UUIDs whatever came in.
+    ids = [UUID(str(user_id)) for user_id in user_ids if UUID(str(user_id)) in locked]
+    uow.execute("anonymise_users", user_ids=ids, reason=reason.value, now=now)
+    uow.execute("delete_preferences", user_ids=ids)
+    uow.execute("scrub_unpublished_payloads", user_ids=[str(user_id) for user_id in ids])
+    uow.outbox.add_many(
+        [
+            events.user_gdpr_erased(
+                user_id, correlation_id=correlation_id, erased_at=now, reason=reason.value
+            )
+            for user_id in ids
+        ]
+    )
+    return [Erased(user_id=user_id, phone_number=locked[user_id]) for user_id in ids]
+
+
 def erase_user(
     uow: UnitOfWork,
     user_id: UUID,
@@ -42,22 +79,9 @@ def erase_user(
     now: datetime,
     correlation_id: str,
 ) -> Erased | None:
-    """Anonymise one user in ``uow``; None when already anonymised or unknown.
-
-    The caller commits (and then calls ``forget_in_redis``).
-    """
-    row = uow.fetch_one("lock_user_for_erasure", user_id=user_id)
-    if row is None:
-        return None
-    uow.execute("anonymise_user", user_id=user_id, reason=reason.value, now=now)
-    uow.execute("delete_preferences", user_id=user_id)
-    uow.execute("scrub_unpublished_payloads", user_id=user_id)
-    uow.outbox.add(
-        events.user_gdpr_erased(
-            user_id, correlation_id=correlation_id, erased_at=now, reason=reason.value
-        )
-    )
-    return Erased(user_id=user_id, phone_number=str(row["phone_number"]))
+    """``erase_users`` for one user; None when already anonymised or unknown."""
+    erased = erase_users(uow, [user_id], reason=reason, now=now, correlation_id=correlation_id)
+    return erased[0] if erased else None
 
 
 def forget_in_redis(client: redis.Redis, keys: RedisKeys, phone_number: str) -> int:

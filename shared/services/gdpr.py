@@ -5,7 +5,8 @@ anonymised yet, blocked ones included (decision D4), and erases each with the sh
 ``erase_user`` (RFC 7.2, corrected). The work goes in bounded batches:
 
 - each batch is one transaction: the users it claims are locked with
-  ``FOR UPDATE SKIP LOCKED``, erased, and committed together, so a crash part-way leaves
+  ``FOR UPDATE SKIP LOCKED``, erased together (each erasure statement runs once for the
+  whole batch), and committed together, so a crash part-way leaves
   every user either fully anonymised or untouched, and a second run at the same time
   takes other users instead of waiting for (or deadlocking with) the first;
 - Redis keys naming the batch's people go after the commit (they expire on their own,
@@ -32,7 +33,13 @@ from shared.db import Database
 from shared.errors import DependencyUnavailable
 from shared.logs import get_logger
 from shared.redis_keys import RedisKeys
-from shared.services.erasure import Erased, ErasureReason, erase_user, forget_many_in_redis
+from shared.services.erasure import (
+    Erased,
+    ErasureReason,
+    erase_user,
+    erase_users,
+    forget_many_in_redis,
+)
 from shared.settings import Settings
 
 log = get_logger("gdpr")
@@ -218,20 +225,13 @@ def _erase_one_batch(
             claimed = [row["id"] for row in rows]
             if not claimed:
                 return None, None
-            erased = [
-                done
-                for user_id in claimed
-                if (
-                    done := erase_user(
-                        uow,
-                        user_id,
-                        reason=ErasureReason.RETENTION,
-                        now=now,
-                        correlation_id=correlation_id,
-                    )
-                )
-                is not None
-            ]
+            erased = erase_users(
+                uow,
+                claimed,
+                reason=ErasureReason.RETENTION,
+                now=now,
+                correlation_id=correlation_id,
+            )
             uow.commit()
             return claimed, erased
     except DependencyUnavailable:

@@ -10,8 +10,9 @@
    load the conversation state (Redis), ``conversation.step``, carry out its effects
    with their outbox rows, commit.
 4. After the commit only: send the OTP SMS, forget an erased person in Redis, save
-   the state and mark the MessageSid done (one pipeline). None of these may raise any more (the work is done and must not be
-   repeated), so each failure is logged and the reply adjusted where it matters.
+   the state and mark the MessageSid done (one pipeline). None of these may raise any
+   more (the work is done and must not be repeated), so each failure is logged and the
+   reply adjusted where it matters.
 """
 
 from __future__ import annotations
