@@ -542,6 +542,8 @@ class Ports:
     hello: int
     notifier: int
     user_api: int
+    webhook_pid: int
+    hello_pid: int
 
 
 def load_rounds(ports: Ports, twilio: TwilioStandIn, url: str, workdir: Path) -> list[Figure]:
@@ -577,6 +579,8 @@ def load_rounds(ports: Ports, twilio: TwilioStandIn, url: str, workdir: Path) ->
         "notify": [],
         "sent": [],
         "users": [],
+        "webhook_cpu": [],
+        "hello_cpu": [],
     }
     failed_rounds: list[str] = []
     unused = iter(files)
@@ -595,8 +599,12 @@ def load_rounds(ports: Ports, twilio: TwilioStandIn, url: str, workdir: Path) ->
             )
 
         try:
+            cpu = process_tree_cpu(ports.webhook_pid)
             webhook = wrk(ports.webhook, hooks_file)
+            webhook_cpu = (process_tree_cpu(ports.webhook_pid) - cpu) / webhook.requests
+            cpu = process_tree_cpu(ports.hello_pid)
             hello = wrk(ports.hello, hooks_file, replays=True)  # it ignores the body
+            hello_cpu = (process_tree_cpu(ports.hello_pid) - cpu) / hello.requests
             before = len(twilio.messages)
             notify = wrk(ports.notifier, notify_file)
             sent = len(twilio.messages) - before
@@ -615,6 +623,8 @@ def load_rounds(ports: Ports, twilio: TwilioStandIn, url: str, workdir: Path) ->
             ("notify", notify.rate),
             ("sent", sent_rate),
             ("users", users.rate),
+            ("webhook_cpu", webhook_cpu * 1000),
+            ("hello_cpu", hello_cpu * 1000),
         ):
             detail[key].append(value)
         if sent < notify.requests:
@@ -630,6 +640,8 @@ def load_rounds(ports: Ports, twilio: TwilioStandIn, url: str, workdir: Path) ->
             ">= 0.4",
             check(ratio, 0.4, at_least=True),
             f"webhook {median['webhook']:.0f} req/s, hello {median['hello']:.0f} req/s; "
+            f"server CPU per request: webhook {median['webhook_cpu']:.2f} ms, hello "
+            f"{median['hello_cpu']:.2f} ms; "
             f"median of {RUNS} rounds of wrk {LOAD_SECONDS} s; every request a distinct "
             "MessageSid from a distinct verified user (the full path, no deduplicated repeat)"
             + redone,
@@ -816,8 +828,34 @@ def drain_outbox(relay_port: int | None, url: str) -> str:
     )
 
 
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its children."""
+    pids, total = [pid], 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    while pids:
+        current = pids.pop()
+        with suppress(OSError):
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pids += [int(child) for child in (task / "children").read_text().split()]
+    return total
+
+
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores so far, from /proc/stat."""
+    values = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
 def gdpr_under_load(
-    webhook_port: int, gdpr_port: int, relay_port: int | None, url: str, role: str
+    webhook_port: int,
+    gdpr_port: int,
+    gdpr_pid: int,
+    relay_port: int | None,
+    url: str,
+    role: str,
 ) -> list[Figure]:
     """The retention job (served like production, POST /) on 100K inactive of 1M users,
     beside a one-connection webhook probe (its P95 idle just before, and during the run)
@@ -832,30 +870,46 @@ def gdpr_under_load(
     ):
         while probe.count() < 50 + RUNS * 200:  # warm-up, then RUNS idle windows
             time.sleep(0.05)
+        cpu_before, busy_before = process_tree_cpu(gdpr_pid), machine_busy()
         begun = time.perf_counter()
-        status, reply = post(gdpr_port, b"", {"Content-Type": "application/json"}, timeout=900)
-        seconds = time.perf_counter() - begun
+        interrupted = 0
+        while True:
+            status, reply = post(gdpr_port, b"", {"Content-Type": "application/json"}, timeout=900)
+            seconds = time.perf_counter() - begun
+            # 503: another session's test killed the job's connections; what it committed
+            # stays, so call again (as the scheduler's retry would) while budget remains.
+            if status != 503 or seconds > GDPR_BUDGET_SECONDS or interrupted >= 3:
+                break
+            interrupted += 1
+        job_cores = (process_tree_cpu(gdpr_pid) - cpu_before) / seconds
+        busy = machine_busy()
+        backends = {pid for pid, _ in watch.longest}  # pooled: alive, and born in this run
+        backend_cores = sum(process_tree_cpu(pid) for pid in backends) / seconds
+        machine = (busy[0] - busy_before[0]) / max(busy[1] - busy_before[1], 1)
         time.sleep(0.1)
     left = unpublished(url)
     if status not in (200, 500):
         raise RuntimeError(f"gdpr_cleanup answered {status}: {reply[:300]!r}")
     summary = json.loads(reply)
+    batches = f"{summary['batches']} batches" + (
+        f" (after {interrupted} call(s) cut short by a 503, re-called)" * bool(interrupted)
+    )
     idle = [ms for at, ms in probe.samples if at < begun][-RUNS * 200 :]
     during = [ms for at, ms in probe.samples if begun <= at <= begun + seconds]
     idle_p95 = statistics.median(window_p95s(idle))
     during_p95 = statistics.median(window_p95s(during)) if len(during) >= 200 else p(during, 0.95)
     ratio = during_p95 / idle_p95
-    anonymised = int(summary["anonymised"])
+    anonymised = anonymised_count(url)  # summed over re-calls: only the job anonymises
     done = summary["status"] == "complete"
     longest = max(watch.longest.values(), default=0.0)
     over = sum(1 for age in watch.longest.values() if age > 1.0)
     if done:
-        total, total_note = seconds, f"{anonymised:,} anonymised in {summary['batches']} batches"
+        total, total_note = seconds, f"{anonymised:,} anonymised, last call {batches}"
     else:
         total = seconds * INACTIVE_USERS / max(anonymised, 1)
         total_note = (
             f"NOT finished: the bench's {GDPR_BUDGET_SECONDS} s budget (GDPR_MAX_RUN_SECONDS) "
-            f"ran out after {anonymised:,} users in {summary['batches']} batches "
+            f"ran out after {anonymised:,} users (last call {batches}) "
             f"({seconds:.0f} s); value = that rate extrapolated to {INACTIVE_USERS:,}"
         )
     return [
@@ -879,16 +933,35 @@ def gdpr_under_load(
             check(ratio, 2.0),
             f"during {during_p95:.2f} ms ({len(during)} requests), idle {idle_p95:.2f} ms "
             f"(just before, {len(idle)} requests); one connection, median of 200-request "
-            f"windows' P95; {len(probe.failures)} failed requests left out",
+            f"windows' P95; {len(probe.failures)} failed requests left out; during the "
+            f"run the job's process used {job_cores:.2f} cores and its PostgreSQL "
+            f"backend(s) {backend_cores:.2f}, the machine was "
+            f"{machine:.0%} busy",
         ),
     ]
 
 
 def run_relay_once(port: int) -> dict[str, object]:
-    status, reply = post(port, b"", {"Content-Type": "application/json"}, timeout=120)
+    """One scheduler call; a 503 (pooled connections killed by another session's test on
+    this shared server) is retried, as Cloud Scheduler would."""
+    for _ in range(3):
+        status, reply = post(port, b"", {"Content-Type": "application/json"}, timeout=120)
+        if status != 503:
+            break
     if status != 200:
         raise RuntimeError(f"outbox_relay answered {status}: {reply[:300]!r}")
     return dict(json.loads(reply))
+
+
+def anonymised_count(url: str) -> int:
+    connection = _connect(url)
+    try:
+        rows = connection.run(
+            "SELECT count(*) FROM whatsapp_handler.users WHERE anonymized_at IS NOT NULL"
+        )
+    finally:
+        connection.close()
+    return int(rows[0][0])
 
 
 def peak_rss(name: str, pid: int, limit: float, note: str) -> Figure:
@@ -916,15 +989,18 @@ def peak_rss(name: str, pid: int, limit: float, note: str) -> Figure:
 
 def relay_ratio(env: dict[str, str]) -> Figure:
     name, target = "relay / raw batched publish, 10,000 events to the emulator", ">= 0.6"
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.relay_throughput"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    match = re.search(r"relay / raw = ([\d.]+)", result.stdout)
+    for _ in range(2):  # once more if another session's test killed its connections
+        result = subprocess.run(
+            [sys.executable, "-m", "bench.relay_throughput"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        match = re.search(r"relay / raw = ([\d.]+)", result.stdout)
+        if result.returncode == 0 and match:
+            break
     if result.returncode != 0 or not match:
         return not_measured(name, target, (result.stderr or result.stdout).strip()[-200:])
     ratio = float(match.group(1))
@@ -1038,14 +1114,17 @@ def main() -> int:
             port, _, webhook_pid = stack.enter_context(serve(*WEBHOOK, env))
             figures += webhook_latency(port)
             print("webhook latency measured", flush=True)
-            hello_port, _, _ = stack.enter_context(serve(*HELLO, env))
+            hello_port, _, hello_pid = stack.enter_context(serve(*HELLO, env))
             notifier_port, _, notifier_pid = stack.enter_context(
                 serve(*NOTIFIER, env, ready=answers)
             )
             users_port, _, users_pid = stack.enter_context(serve(*USER_API, env, ready=answers))
             try:
                 figures += load_rounds(
-                    Ports(port, hello_port, notifier_port, users_port), twilio, url, workdir
+                    Ports(port, hello_port, notifier_port, users_port, webhook_pid, hello_pid),
+                    twilio,
+                    url,
+                    workdir,
                 )
                 try:
                     capacity = f"{standin_capacity(twilio, workdir):.0f} req/s"
@@ -1076,7 +1155,7 @@ def main() -> int:
             if emulator:
                 relay_port, _, relay_pid = stack.enter_context(serve(*RELAY, env, ready=answers))
             try:
-                figures += gdpr_under_load(port, gdpr_port, relay_port, url, role)
+                figures += gdpr_under_load(port, gdpr_port, gdpr_pid, relay_port, url, role)
             except (RuntimeError, OSError, ValueError) as error:
                 figures.append(
                     not_measured(
