@@ -5,6 +5,15 @@ at the end) on the real PostgreSQL, Redis, Twilio stand-in and Pub/Sub emulator 
 machine, prints a table (figure, value, unit, target, pass/fail) and writes the same rows
 to ``bench/results/latest.json``. Every latency figure is the median of three runs' P95;
 every ratio is measured side by side in one run.
+
+Under load (wrk, 16 connections, ``bench/load.py``): every webhook request is a distinct
+signed message from a distinct verified user (never a deduplicated repeat), beside the
+hello-world function, the notifier (Pub/Sub push CloudEvents, sends counted at the Twilio
+stand-in) and user_api, in RUNS rounds. Then the GDPR job (POST /, as the scheduler does)
+on 100,000 inactive of 1,000,000 users, with the outbox relay called back to back and a
+one-connection webhook probe: its longest transaction comes from pg_stat_activity (the job
+logs in as a role of its own), the webhook's P95 during the run is set against its P95
+just before. Peak RSS (VmHWM) of every function is read after all that.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from redis import Redis
 from twilio.request_validator import RequestValidator
 
 from bench import load
@@ -52,9 +62,10 @@ INACTIVE_USERS = USERS // 10  # user i is inactive when i % 10 == 9 (see seed)
 INACTIVE_DAYS = 200  # older than GDPR_INACTIVITY_DAYS (180); the others are at most 167
 PUBLISHED, UNPUBLISHED = 1_000_000, 10_000
 RUNS = 3
-# The GDPR job's time budget here: the job must finish in 60 s; past this we stop it
-# (GDPR_MAX_RUN_SECONDS) and extrapolate, so `make bench` stays under 10 minutes.
-GDPR_BUDGET_SECONDS = 75
+# The GDPR job's time budget here (GDPR_MAX_RUN_SECONDS): the job must finish in 60 s;
+# three times that lets a slow job finish and still keeps `make bench` under 10 minutes.
+# Past it the job stops and the figure is its rate extrapolated (and a FAIL).
+GDPR_BUDGET_SECONDS = 180
 RELAY_LOOP_SECONDS = 10
 
 
@@ -856,12 +867,15 @@ def gdpr_under_load(
     relay_port: int | None,
     url: str,
     role: str,
+    redis_client: Redis,
+    prefix: str,
 ) -> list[Figure]:
     """The retention job (served like production, POST /) on 100K inactive of 1M users,
     beside a one-connection webhook probe (its P95 idle just before, and during the run)
     and the outbox relay running throughout, as in production."""
     name = f"GDPR job, {INACTIVE_USERS:,} inactive of {USERS:,} users: total"
     drained = drain_outbox(relay_port, url)
+    keys = sum(1 for _ in redis_client.scan_iter(match=f"{prefix}*", count=1000))
     print(f"  {drained}", flush=True)
     with (
         RelayLoop(relay_port) as relay,
@@ -912,6 +926,9 @@ def gdpr_under_load(
             f"ran out after {anonymised:,} users (last call {batches}) "
             f"({seconds:.0f} s); value = that rate extrapolated to {INACTIVE_USERS:,}"
         )
+    total_note += (
+        f"; Redis held {keys:,} keys under the run's prefix (the job SCANs them all once a batch)"
+    )
     return [
         Figure(name, round(total, 1), "s", "<= 60", check(total, 60) and done, total_note),
         Figure(
@@ -1109,7 +1126,9 @@ def main() -> int:
         if emulator:
             env["PUBSUB_EMULATOR_HOST"] = emulator
         gdpr_env = {**env, "DATABASE_URL": _with_user(url, role)}
+        redis_conn = Redis.from_url(redis)
         with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+            stack.callback(redis_conn.close)
             workdir = Path(tmp)
             port, _, webhook_pid = stack.enter_context(serve(*WEBHOOK, env))
             figures += webhook_latency(port)
@@ -1155,7 +1174,9 @@ def main() -> int:
             if emulator:
                 relay_port, _, relay_pid = stack.enter_context(serve(*RELAY, env, ready=answers))
             try:
-                figures += gdpr_under_load(port, gdpr_port, gdpr_pid, relay_port, url, role)
+                figures += gdpr_under_load(
+                    port, gdpr_port, gdpr_pid, relay_port, url, role, redis_conn, f"{name}:"
+                )
             except (RuntimeError, OSError, ValueError) as error:
                 figures.append(
                     not_measured(
