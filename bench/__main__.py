@@ -862,9 +862,11 @@ def machine_busy() -> tuple[int, int]:
 
 def gdpr_under_load(
     webhook_port: int,
+    webhook_pid: int,
     gdpr_port: int,
     gdpr_pid: int,
     relay_port: int | None,
+    relay_pid: int | None,
     url: str,
     role: str,
     redis_client: Redis,
@@ -884,7 +886,9 @@ def gdpr_under_load(
     ):
         while probe.count() < 50 + RUNS * 200:  # warm-up, then RUNS idle windows
             time.sleep(0.05)
-        cpu_before, busy_before = process_tree_cpu(gdpr_pid), machine_busy()
+        trees = {"job": gdpr_pid, "relay": relay_pid, "webhook": webhook_pid}
+        cpu_before = {key: process_tree_cpu(pid) for key, pid in trees.items() if pid}
+        busy_before = machine_busy()
         begun = time.perf_counter()
         interrupted = 0
         while True:
@@ -895,11 +899,16 @@ def gdpr_under_load(
             if status != 503 or seconds > GDPR_BUDGET_SECONDS or interrupted >= 3:
                 break
             interrupted += 1
-        job_cores = (process_tree_cpu(gdpr_pid) - cpu_before) / seconds
+        cores = {
+            key: (process_tree_cpu(pid) - cpu_before[key]) / seconds
+            for key, pid in trees.items()
+            if pid
+        }
         busy = machine_busy()
         backends = {pid for pid, _ in watch.longest}  # pooled: alive, and born in this run
         backend_cores = sum(process_tree_cpu(pid) for pid in backends) / seconds
         machine = (busy[0] - busy_before[0]) / max(busy[1] - busy_before[1], 1)
+        machine_cores = machine * (os.cpu_count() or 1)
         time.sleep(0.1)
     left = unpublished(url)
     if status not in (200, 500):
@@ -951,9 +960,12 @@ def gdpr_under_load(
             f"during {during_p95:.2f} ms ({len(during)} requests), idle {idle_p95:.2f} ms "
             f"(just before, {len(idle)} requests); one connection, median of 200-request "
             f"windows' P95; {len(probe.failures)} failed requests left out; during the "
-            f"run the job's process used {job_cores:.2f} cores and its PostgreSQL "
-            f"backend(s) {backend_cores:.2f}, the machine was "
-            f"{machine:.0%} busy",
+            f"run the machine was {machine:.0%} busy ({machine_cores:.2f} cores): the job "
+            f"{cores['job']:.2f}, its PostgreSQL backend(s) {backend_cores:.2f}, the relay "
+            f"{cores.get('relay', 0.0):.2f} (the emulator not counted), the webhook "
+            f"{cores['webhook']:.2f}, the rest (PostgreSQL, Redis, the emulator, this "
+            f"process, other sessions) "
+            f"{machine_cores - backend_cores - sum(cores.values()):.2f}",
         ),
     ]
 
@@ -1175,7 +1187,16 @@ def main() -> int:
                 relay_port, _, relay_pid = stack.enter_context(serve(*RELAY, env, ready=answers))
             try:
                 figures += gdpr_under_load(
-                    port, gdpr_port, gdpr_pid, relay_port, url, role, redis_conn, f"{name}:"
+                    port,
+                    webhook_pid,
+                    gdpr_port,
+                    gdpr_pid,
+                    relay_port,
+                    relay_pid,
+                    url,
+                    role,
+                    redis_conn,
+                    f"{name}:",
                 )
             except (RuntimeError, OSError, ValueError) as error:
                 figures.append(
