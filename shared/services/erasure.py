@@ -87,7 +87,8 @@ def erase_user(
 def forget_in_redis(client: redis.Redis, keys: RedisKeys, phone_number: str) -> int:
     """Delete every key naming this person (conversation state, rate-limit counters)."""
     doomed = [keys.conversation(phone_number)]
-    doomed.extend(str(key) for key in client.scan_iter(match=keys.person_pattern(phone_number)))
+    pattern = keys.person_pattern(phone_number)
+    doomed.extend(str(key) for key in client.scan_iter(match=pattern, count=1000))
     return cast(int, client.delete(*set(doomed)))
 
 

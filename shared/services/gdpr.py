@@ -9,8 +9,9 @@ anonymised yet, blocked ones included (decision D4), and erases each with the sh
   whole batch), and committed together, so a crash part-way leaves
   every user either fully anonymised or untouched, and a second run at the same time
   takes other users instead of waiting for (or deadlocking with) the first;
-- Redis keys naming the batch's people go after the commit (they expire on their own,
-  and deleting them first would let a rolled-back batch lose live conversations);
+- Redis keys naming the run's people go after its last commit, in one pass over the
+  keyspace (they expire on their own, and deleting them first would let a rolled-back
+  batch lose live conversations);
 - a batch that fails with a database error is retried one user per transaction, so one
   bad row cannot stall retention for everyone; the users that still fail are reported
   and left for the next run;
@@ -173,24 +174,32 @@ def run_retention(
     failed: list[UUID] = []
     progress = _Progress()
     backlog_done = False
-    while clock() < deadline:
-        claimed, erased = _erase_one_batch(database, cutoff, failed, policy, now, correlation_id)
-        if claimed is None:
-            backlog_done = True
-            break
-        if erased is None:
-            erased, newly_failed = _erase_one_by_one(database, claimed, now, correlation_id)
-            failed.extend(newly_failed)
-        progress.batches += 1
-        progress.anonymised += len(erased)
-        _forget(target, erased, progress)
-        log.info(
-            "retention batch committed",
-            action="gdpr.batch_committed",
-            batch=progress.batches,
-            claimed=len(claimed),
-            anonymised=len(erased),
-        )
+    committed: list[Erased] = []  # forgotten in Redis once, after the last batch
+    try:
+        while clock() < deadline:
+            claimed, erased = _erase_one_batch(
+                database, cutoff, failed, policy, now, correlation_id
+            )
+            if claimed is None:
+                backlog_done = True
+                break
+            if erased is None:
+                erased, newly_failed = _erase_one_by_one(database, claimed, now, correlation_id)
+                failed.extend(newly_failed)
+            progress.batches += 1
+            progress.anonymised += len(erased)
+            committed.extend(erased)
+            log.info(
+                "retention batch committed",
+                action="gdpr.batch_committed",
+                batch=progress.batches,
+                claimed=len(claimed),
+                anonymised=len(erased),
+            )
+    finally:
+        # One pass over the keyspace for the whole run, not one per batch (a SCAN of 60K
+        # keys took 0.18 s); also when the database went away after some batches.
+        _forget(target, committed, progress)
     summary = RetentionSummary(
         cutoff=cutoff,
         anonymised=progress.anonymised,
