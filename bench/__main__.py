@@ -952,7 +952,7 @@ def gdpr_under_load(
             f"({seconds:.0f} s); value = that rate extrapolated to {INACTIVE_USERS:,}"
         )
     total_note += (
-        f"; Redis held {keys:,} keys under the run's prefix (the job SCANs them all once a batch)"
+        f"; Redis held {keys:,} keys under the run's prefix (the job SCANs them once, after its last batch)"
     )
     return [
         Figure(name, round(total, 1), "s", "<= 60", check(total, 60) and done, total_note),
