@@ -951,9 +951,7 @@ def gdpr_under_load(
             f"ran out after {anonymised:,} users (last call {batches}) "
             f"({seconds:.0f} s); value = that rate extrapolated to {INACTIVE_USERS:,}"
         )
-    total_note += (
-        f"; Redis held {keys:,} keys under the run's prefix (the job SCANs them once, after its last batch)"
-    )
+    total_note += f"; Redis held {keys:,} keys under the run's prefix (one SCAN a run)"
     return [
         Figure(name, round(total, 1), "s", "<= 60", check(total, 60) and done, total_note),
         Figure(
