@@ -52,11 +52,15 @@ _CONNECTION_SQLSTATES = ("08", "57P01", "57P02", "57P03")
 
 
 def is_connection_error(error: BaseException) -> bool:
+    """True when the connection, not the statement, is at fault: it is then discarded."""
     if isinstance(error, InterfaceError | OSError | ConnectionError):
         return True
     if isinstance(error, DatabaseError) and error.args and isinstance(error.args[0], dict):
         code = str(error.args[0].get("C", ""))
-        return code.startswith(_CONNECTION_SQLSTATES)
+        # A migration changed a column a prepared statement returns: that connection's
+        # statements are stale, a fresh connection prepares them anew.
+        stale = code == "0A000" and "cached plan" in str(error.args[0].get("M", ""))
+        return stale or code.startswith(_CONNECTION_SQLSTATES)
     return False
 
 

@@ -194,3 +194,18 @@ def test_add_many_writes_every_event_in_one_statement_and_in_order(db: Database,
     assert [row["payload"] for row in rows] == [event.payload for event in batch]
     assert [row["correlation_id"] for row in rows] == ["c-0", "c-1", "c-2"]
     assert {row["metadata"] for row in rows} == {None}
+
+
+def test_a_migration_that_changes_a_returned_column_costs_one_fresh_connection(
+    db: Database, sql: Any
+) -> None:
+    register(db)
+    with db.unit_of_work() as uow:  # prepares find_user_by_phone on a pooled connection
+        assert uow.users.find_by_phone("+447700900123") is not None
+    sql("ALTER TABLE whatsapp_handler.users ALTER COLUMN display_name TYPE VARCHAR(200)")
+    try:
+        with db.unit_of_work() as uow:  # stale statement: retried on a fresh connection
+            row = uow.users.find_by_phone("+447700900123")
+        assert row is not None and row["phone_number"] == "+447700900123"
+    finally:
+        sql("ALTER TABLE whatsapp_handler.users ALTER COLUMN display_name TYPE VARCHAR(100)")
