@@ -393,11 +393,8 @@ class _Prepared:
     make_values: Callable[[Mapping[str, Any]], Any]
 
 
-@cache
-def _positional(query_text: str) -> tuple[str, Callable[[Mapping[str, Any]], Any]]:
-    """``:name`` parameters to ``$n``, once per query text."""
-    statement, make_values = to_statement(query_text)
-    return statement, make_values
+# ``:name`` parameters to ``$n`` (and a values builder), once per query text.
+_positional = cache(to_statement)
 
 
 def _run_prepared(

@@ -56,7 +56,7 @@ def erase_users(
     if not locked:
         return []
     # The caller's order (oldest first for retention); ids as UUIDs whatever came in.
-    ids = [UUID(str(user_id)) for user_id in user_ids if UUID(str(user_id)) in locked]
+    ids = [user_id for user_id in map(UUID, map(str, user_ids)) if user_id in locked]
     uow.execute("anonymise_users", user_ids=ids, reason=reason.value, now=now)
     uow.execute("delete_preferences", user_ids=ids)
     uow.execute("scrub_unpublished_payloads", user_ids=[str(user_id) for user_id in ids])

@@ -229,18 +229,21 @@ class MessageLedger:
         """The claim when this delivery is the first (counted at ``counter_key``); None
         for a repeat."""
         token = f"pending:{secrets.token_hex(8)}"
-        count = self._client.eval(
-            _CLAIM_AND_COUNT,
-            2,
-            self._keys.message_sid(message_sid),
-            counter_key,
-            token,
-            str(self._ttl_seconds),
-            str(counter_ttl),
+        count = int(
+            cast(
+                int,
+                self._client.eval(
+                    _CLAIM_AND_COUNT,
+                    2,
+                    self._keys.message_sid(message_sid),
+                    counter_key,
+                    token,
+                    str(self._ttl_seconds),
+                    str(counter_ttl),
+                ),
+            )
         )
-        if int(cast(int, count)) < 0:
-            return None
-        return Claim(token=token, count_this_minute=int(cast(int, count)))
+        return None if count < 0 else Claim(token=token, count_this_minute=count)
 
     def release(self, message_sid: str, token: str) -> None:
         self._client.eval(_RELEASE_IF_OURS, 1, self._keys.message_sid(message_sid), token)

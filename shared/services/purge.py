@@ -73,23 +73,30 @@ class PurgeSummary:
         return body
 
 
-def purge_published_events(
-    database: Database, *, now: datetime, policy: PurgePolicy
-) -> PurgeSummary:
-    cutoff = policy.cutoff(now)
+def _delete_in_batches(
+    database: Database, query_name: str, *, cutoff: datetime, batch_size: int
+) -> tuple[int, int]:
+    """Run a bounded DELETE until a short batch; (rows deleted, batches)."""
     deleted = batches = 0
     while True:
         with database.unit_of_work() as uow:
-            count = uow.execute(
-                "purge_published_events", cutoff=cutoff, batch_size=policy.batch_size
-            )
+            count = uow.execute(query_name, cutoff=cutoff, batch_size=batch_size)
             uow.commit()
         batches += 1
         deleted += count
         # A short batch means nothing older than the cutoff is left (or the rest is locked
         # by a concurrent purge, which deletes it).
-        if count < policy.batch_size:
-            break
+        if count < batch_size:
+            return deleted, batches
+
+
+def purge_published_events(
+    database: Database, *, now: datetime, policy: PurgePolicy
+) -> PurgeSummary:
+    cutoff = policy.cutoff(now)
+    deleted, batches = _delete_in_batches(
+        database, "purge_published_events", cutoff=cutoff, batch_size=policy.batch_size
+    )
     log.info(
         "published outbox events purged",
         action="outbox.purged",
@@ -103,16 +110,9 @@ def purge_published_events(
 def purge_notification_ledger(database: Database, *, now: datetime, policy: PurgePolicy) -> int:
     """Ledger rows past retention, deleted in short batches; how many."""
     cutoff = policy.ledger_cutoff(now)
-    deleted = 0
-    while True:
-        with database.unit_of_work() as uow:
-            count = uow.execute(
-                "purge_notification_ledger", cutoff=cutoff, batch_size=policy.batch_size
-            )
-            uow.commit()
-        deleted += count
-        if count < policy.batch_size:
-            break
+    deleted, _ = _delete_in_batches(
+        database, "purge_notification_ledger", cutoff=cutoff, batch_size=policy.batch_size
+    )
     log.info(
         "notification ledger purged",
         action="notifications.ledger_purged",
