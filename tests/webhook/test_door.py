@@ -64,6 +64,15 @@ def test_signature_over_the_internal_url_is_refused(bot: Bot, sql: Any) -> None:
     nothing_written(bot, sql)
 
 
+def test_a_signature_over_the_url_with_its_default_port_is_accepted(bot: Bot) -> None:
+    # Twilio's back end signs some requests with ":443" in the URL, some without.
+    with_port = TEST_WEBHOOK_URL.replace(".test/", ".test:443/")
+    assert with_port != TEST_WEBHOOK_URL
+    form = bot.form("hello")
+    response = bot.post(form, signature=sign(with_port, form))
+    assert twiml_messages(response)
+
+
 def test_signature_with_another_token_is_refused(bot: Bot, sql: Any) -> None:
     form = bot.form("hello")
     response = bot.post(form, signature=sign(TEST_WEBHOOK_URL, form, token="another-token"))
