@@ -908,7 +908,9 @@ def _media_from(raw: Any) -> tuple[Media, ...]:
     )
 
 
-def state_to_json(state: ConversationState) -> str:
+def state_to_json(state: ConversationState, saved_at: datetime | None = None) -> str:
+    """``saved_at``: the time of the message that saved it, kept beside the state for the
+    shell's freshness check (shared/services/inbound.py)."""
     draft = state.claim
     body: dict[str, Any] = {
         "v": STATE_VERSION,
@@ -927,13 +929,29 @@ def state_to_json(state: ConversationState) -> str:
             "departure": draft.departure.isoformat() if draft.departure else None,
             "ticket": _media_json(draft.ticket),
         }
+    if saved_at is not None:
+        body["saved_at"] = saved_at.isoformat()
     return json.dumps(body, separators=(",", ":"), sort_keys=True)
 
 
 def state_from_json(text: str) -> ConversationState | None:
     """None for anything unreadable (an old version, a corrupted value): start afresh."""
+    return stored_state_from_json(text)[0]
+
+
+def stored_state_from_json(text: str) -> tuple[ConversationState | None, datetime | None]:
+    """The state and when it was saved (None for either when unreadable or absent)."""
     try:
         body = json.loads(text)
+        raw_saved_at = body.get("saved_at")
+        saved_at = datetime.fromisoformat(raw_saved_at) if raw_saved_at else None
+    except (ValueError, TypeError, AttributeError):
+        return None, None
+    return _state_from_body(body), saved_at
+
+
+def _state_from_body(body: Any) -> ConversationState | None:
+    try:
         if body.get("v") != STATE_VERSION:
             return None
         raw_claim = body.get("claim")

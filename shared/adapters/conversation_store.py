@@ -1,40 +1,67 @@
 """Conversation state in Redis: one JSON value per phone number, with a TTL (RFC 1.1).
 
 The key names a keyed hash of the number (shared/redis_keys.py), and the value holds a
-dialogue position, never anything the database does not also know how to rebuild.
+dialogue position, never anything the database does not also know how to rebuild. Each
+value records when it was saved (the time of the message that saved it), so a state read
+early, with the message's claim, can be checked against the user row for freshness.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
+
 import redis
 
-from shared.conversation import ConversationState, state_from_json, state_to_json
+from shared.conversation import ConversationState, state_to_json, stored_state_from_json
 from shared.redis_keys import RedisKeys
+
+
+@dataclass(frozen=True)
+class StoredConversation:
+    state: ConversationState | None  # None: none, expired, or unreadable (start afresh)
+    saved_at: datetime | None = None  # the saving message's time; None when unknown
+    present: bool = False  # a value was there (readable or not)
+
+
+ABSENT = StoredConversation(state=None)
+UNREADABLE = StoredConversation(state=None, present=True)
+
+
+def decode(raw: str | bytes | None) -> StoredConversation:
+    if raw is None:
+        return ABSENT
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    state, saved_at = stored_state_from_json(text)
+    return StoredConversation(state=state, saved_at=saved_at, present=True)
 
 
 class ConversationStore:
     def __init__(self, client: redis.Redis, keys: RedisKeys, ttl_seconds: int) -> None:
         self._client = client
         self._keys = keys
-        self._ttl_seconds = ttl_seconds
+        self.ttl_seconds = ttl_seconds
 
-    def load(self, phone_number: str) -> ConversationState | None:
-        """None when there is none, it expired, or it cannot be read (start afresh)."""
-        raw = self._client.get(self._keys.conversation(phone_number))
-        if raw is None:
-            return None
-        return state_from_json(str(raw))
+    def key(self, phone_number: str) -> str:
+        return self._keys.conversation(phone_number)
+
+    def load(self, phone_number: str) -> StoredConversation:
+        return decode(cast(str | None, self._client.get(self.key(phone_number))))
 
     def save(
-        self, phone_number: str, state: ConversationState, on: redis.client.Pipeline | None = None
+        self,
+        phone_number: str,
+        state: ConversationState,
+        *,
+        saved_at: datetime,
+        on: redis.client.Pipeline | None = None,
     ) -> None:
         """Every save restarts the TTL: 24 h of silence ends a conversation. On ``on``, a
         pipeline the caller executes, when given."""
         target = self._client if on is None else on
-        target.set(
-            self._keys.conversation(phone_number), state_to_json(state), ex=self._ttl_seconds
-        )
+        target.set(self.key(phone_number), state_to_json(state, saved_at), ex=self.ttl_seconds)
 
     def delete(self, phone_number: str, on: redis.client.Pipeline | None = None) -> None:
         target = self._client if on is None else on
-        target.delete(self._keys.conversation(phone_number))
+        target.delete(self.key(phone_number))

@@ -5,10 +5,11 @@
    changes nothing. Until the commit the key is released on any failure, so Twilio's
    retry of a message that failed here is served afresh.
 2. Rate limit the number (inbound messages per minute), counted by the same Lua script
-   that claims the MessageSid: one round trip for both.
+   that claims the MessageSid, which also reads the conversation state: one round trip.
 3. In ONE unit of work: lock the user row (the truth) and touch its ``last_active_at``,
-   load the conversation state (Redis), ``conversation.step``, carry out its effects
-   with their outbox rows, commit.
+   check the state read with the claim is still the latest (else read it again, now that
+   the row is locked), ``conversation.step``, carry out its effects with their outbox
+   rows, commit.
 4. After the commit only: send the OTP SMS, forget an erased person in Redis, save
    the state and mark the MessageSid done (one pipeline). None of these may raise any
    more (the work is done and must not be repeated), so each failure is logged and the
@@ -22,7 +23,7 @@ import secrets
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import cast
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -30,7 +31,12 @@ from uuid import UUID
 import redis
 
 from shared import conversation, events, otp
-from shared.adapters.conversation_store import ConversationStore
+from shared.adapters.conversation_store import (
+    UNREADABLE,
+    ConversationStore,
+    StoredConversation,
+    decode,
+)
 from shared.adapters.rate_limiter import OtpAllowance, RateLimiter
 from shared.adapters.twilio_messages import TwilioMessages
 from shared.conversation import (
@@ -160,6 +166,7 @@ class WebhookServices:
     limiter: RateLimiter
     config: ConversationConfig
     pepper: bytes
+    ledger: MessageLedger
     # Injectable so tests can move time (OTP expiry, rate-limit windows) without sleeping.
     clock: Callable[[], datetime] = utc_now
     _twilio: TwilioMessages | None = field(default=None, repr=False)
@@ -185,6 +192,7 @@ class WebhookServices:
             ),
             config=conversation_config(settings),
             pepper=pepper,
+            ledger=MessageLedger(client, keys, settings.message_dedupe_ttl_seconds),
         )
 
     def twilio(self) -> TwilioMessages:
@@ -200,14 +208,19 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# KEYS: the MessageSid's key, the number's inbound counter for this minute.
-# ARGV: the pending token, the de-duplication TTL, the counter's TTL.
-# A first delivery is claimed and counted in one round trip; a repeat is neither (-1).
-_CLAIM_AND_COUNT = """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return -1 end
+# KEYS: the MessageSid's key, the number's inbound counter for this minute, the number's
+# conversation state. ARGV: the pending token, the de-duplication TTL, the counter's TTL.
+# A first delivery is claimed, counted and given the conversation state in one round
+# trip; a repeat is none of these ({-1}). A state that cannot be read (not a string) is
+# reported as such ({count, false, 1}) rather than failing the script, which would leave
+# the MessageSid claimed: it is then read again after the row lock, and fails there.
+_CLAIM_COUNT_AND_READ = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return {-1} end
 local count = redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
-return count
+local state = redis.pcall('GET', KEYS[3])
+if type(state) == 'table' and state.err then return {count, false, 1} end
+return {count, state}
 """
 
 
@@ -215,6 +228,7 @@ return count
 class Claim:
     token: str
     count_this_minute: int  # messages of this number in the current rate-limit window
+    conversation: StoredConversation  # as read with the claim, before the row lock
 
 
 class MessageLedger:
@@ -224,29 +238,31 @@ class MessageLedger:
         self._client = client
         self._keys = keys
         self._ttl_seconds = ttl_seconds
+        # EVALSHA: Redis neither receives nor hashes the script's text on every message.
+        self._claim = client.register_script(_CLAIM_COUNT_AND_READ)
+        self._release = client.register_script(_RELEASE_IF_OURS)
 
-    def claim(self, message_sid: str, counter_key: str, counter_ttl: int) -> Claim | None:
-        """The claim when this delivery is the first (counted at ``counter_key``); None
-        for a repeat."""
+    def claim(
+        self, message_sid: str, counter_key: str, counter_ttl: int, conversation_key: str
+    ) -> Claim | None:
+        """The claim when this delivery is the first (counted at ``counter_key``, with
+        the state at ``conversation_key``); None for a repeat."""
         token = f"pending:{secrets.token_hex(8)}"
-        count = int(
-            cast(
-                int,
-                self._client.eval(
-                    _CLAIM_AND_COUNT,
-                    2,
-                    self._keys.message_sid(message_sid),
-                    counter_key,
-                    token,
-                    str(self._ttl_seconds),
-                    str(counter_ttl),
-                ),
-            )
+        reply = cast(
+            list[object],
+            self._claim(
+                keys=[self._keys.message_sid(message_sid), counter_key, conversation_key],
+                args=[token, self._ttl_seconds, counter_ttl],
+            ),
         )
-        return None if count < 0 else Claim(token=token, count_this_minute=count)
+        count = int(cast(int, reply[0]))
+        if count < 0:
+            return None
+        conversation = UNREADABLE if len(reply) > 2 else decode(cast(str | None, reply[1]))
+        return Claim(token=token, count_this_minute=count, conversation=conversation)
 
     def release(self, message_sid: str, token: str) -> None:
-        self._client.eval(_RELEASE_IF_OURS, 1, self._keys.message_sid(message_sid), token)
+        self._release(keys=[self._keys.message_sid(message_sid)], args=[token])
 
     def complete(self, message_sid: str, on: redis.client.Pipeline | None = None) -> None:
         """Mark handled; on ``on``, a pipeline the caller executes, when given."""
@@ -483,12 +499,15 @@ def handle_inbound(
 ) -> str | None:
     """The reply text for this message, or None for a repeated delivery (say nothing)."""
     now = services.clock()
-    ledger = MessageLedger(
-        services.client, services.keys, services.settings.message_dedupe_ttl_seconds
-    )
+    ledger = services.ledger
     counter_key, counter_ttl = services.limiter.inbound_counter(message.phone_number, now)
     try:
-        claim = ledger.claim(message.message_sid, counter_key, counter_ttl)
+        claim = ledger.claim(
+            message.message_sid,
+            counter_key,
+            counter_ttl,
+            services.store.key(message.phone_number),
+        )
     except redis.RedisError as error:
         raise DependencyUnavailable("redis unreachable") from error
     if claim is None:
@@ -508,7 +527,7 @@ def handle_inbound(
             )
             _complete_quietly(ledger, message.message_sid)
             return conversation.RATE_LIMITED_REPLY
-        committed = _decide_and_commit(message, services, now, correlation_id)
+        committed = _decide_and_commit(message, services, now, correlation_id, claim.conversation)
     except BaseException as error:
         # Nothing was committed: let Twilio's retry of this message be served afresh.
         _release_quietly(ledger, message.message_sid, claim.token)
@@ -538,15 +557,51 @@ def handle_inbound(
     return reply
 
 
+# A state lives conversation_ttl_seconds after its last save; this margin covers the time
+# from a message's clock reading to its save, and clock differences between instances.
+_EXPIRY_MARGIN = timedelta(minutes=5)
+
+
+def claimed_state_is_latest(
+    claimed: StoredConversation, row: Row | None, now: datetime, ttl_seconds: int
+) -> bool:
+    """Whether the state read with the claim, before the user row was locked, is still
+    the latest, so it need not be read again now that the row is locked.
+
+    The messages of one registered user take turns on the row lock, and each one writes
+    its time to last_active_at and then saves its state stamped with that same time. So
+    a claimed state is the latest when its stamp is the time the row had before this
+    message touched it; and no state is the latest when the row's last message is older
+    than any state it saved can live. Anything else is read again: a blocked user (whose
+    row is not touched), a number with no user but a state, a state with no stamp.
+    """
+    if row is None:
+        return not claimed.present
+    if row["blocked_at"] is not None:
+        return False
+    last_active: datetime | None = row["last_active_at"]
+    if last_active is None:
+        return False
+    if claimed.present:
+        return claimed.saved_at is not None and claimed.saved_at == last_active
+    return last_active < now - timedelta(seconds=ttl_seconds) - _EXPIRY_MARGIN
+
+
 def _decide_and_commit(
-    message: InboundMessage, services: WebhookServices, now: datetime, correlation_id: str
+    message: InboundMessage,
+    services: WebhookServices,
+    now: datetime,
+    correlation_id: str,
+    claimed: StoredConversation,
 ) -> _Committed:
-    config = services.config
+    config, store = services.config, services.store
     with services.database.unit_of_work() as uow:
-        user = _user_view(
-            uow.fetch_one("lock_and_touch_user", phone_number=message.phone_number, now=now)
-        )
-        stored = services.store.load(message.phone_number)
+        row = uow.fetch_one("lock_and_touch_user", phone_number=message.phone_number, now=now)
+        user = _user_view(row)
+        if claimed_state_is_latest(claimed, row, now, store.ttl_seconds):
+            stored = claimed.state
+        else:
+            stored = store.load(message.phone_number).state
         inbound = Inbound(
             message_sid=message.message_sid, text=message.text, media=message.media, user=user
         )
@@ -623,7 +678,7 @@ def _after_commit(
         if state is None:
             services.store.delete(phone_number, on=pipeline)
         else:
-            services.store.save(phone_number, state, on=pipeline)
+            services.store.save(phone_number, state, saved_at=execution.now, on=pipeline)
         ledger.complete(message.message_sid, on=pipeline)
         pipeline.execute()
     except redis.RedisError as error:

@@ -3,8 +3,10 @@
 -- messages of one user at once take turns instead of interleaving (idx_users_phone).
 -- The same statement records the message as activity (RFC 3.1.5, fed to the GDPR
 -- retention query) unless the user is blocked: one round trip instead of two.
+-- last_active_at is the value before this touch: the time of the last message handled,
+-- which the conversation state saved by that message carries (its freshness check).
 WITH locked AS (
-    SELECT id, verified_at, blocked_at, terms_version, anonymized_at
+    SELECT id, verified_at, blocked_at, terms_version, anonymized_at, last_active_at
       FROM whatsapp_handler.users
      WHERE phone_number = :phone_number
        FOR UPDATE
@@ -14,4 +16,4 @@ WITH locked AS (
       FROM locked
      WHERE users.id = locked.id AND locked.blocked_at IS NULL
 )
-SELECT id, verified_at, blocked_at, terms_version, anonymized_at FROM locked;
+SELECT id, verified_at, blocked_at, terms_version, anonymized_at, last_active_at FROM locked;
