@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import ssl
 import threading
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 from uuid import uuid4
 
 import pytest
+from pg8000.core import FLUSH_MSG, CoreConnection
 
 from shared import events
-from shared.db import Database, ssl_context_for
+from shared.db import Database, _bind_message, ssl_context_for
 from shared.queries import all_queries, parse_queries
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -209,3 +212,66 @@ def test_a_migration_that_changes_a_returned_column_costs_one_fresh_connection(
         assert row is not None and row["phone_number"] == "+447700900123"
     finally:
         sql("ALTER TABLE whatsapp_handler.users ALTER COLUMN display_name TYPE VARCHAR(100)")
+
+
+# --- statements that travel with the next one or the COMMIT ---------------------------------
+
+
+def test_an_outbox_row_is_seen_by_the_statements_after_it(db: Database, sql: Any) -> None:
+    user_id = uuid4()
+    with db.unit_of_work() as uow:
+        uow.outbox.add(events.user_verified(user_id, correlation_id="c", verified_at=NOW))
+        (row,) = uow.outbox.list_for_aggregate(user_id)
+        assert row["event_type"] == "user.verified"
+        # Not committed yet: another connection does not see it.
+        assert sql("SELECT count(*) AS n FROM whatsapp_handler.outbox_events") == [{"n": 0}]
+        uow.commit()
+    assert sql("SELECT count(*) AS n FROM whatsapp_handler.outbox_events") == [{"n": 1}]
+
+
+def test_a_statements_row_count_leaves_out_the_rows_sent_before_it(db: Database) -> None:
+    user_id = register(db)
+    with db.unit_of_work() as uow:
+        uow.outbox.add(events.user_verified(user_id, correlation_id="c", verified_at=NOW))
+        uow.outbox.add(events.user_verified(user_id, correlation_id="d", verified_at=NOW))
+        assert uow.execute("accept_terms", user_id=user_id, terms_version="v2", now=NOW) == 1
+        uow.commit()
+
+
+def test_an_outbox_row_failing_at_the_commit_takes_the_whole_transaction(
+    db: Database, sql: Any
+) -> None:
+    event = events.user_verified(uuid4(), correlation_id="c", verified_at=NOW)
+    with db.unit_of_work() as uow:
+        uow.outbox.add(event)
+        uow.commit()
+
+    with pytest.raises(Exception, match="outbox_events_pkey"), db.unit_of_work() as uow:
+        row = uow.users.insert(
+            phone_number="+447700900125", terms_version="v1", terms_accepted_at=NOW, now=NOW
+        )
+        assert row is not None
+        uow.outbox.add(event)  # the same event id again: fails, but only at the commit
+        uow.commit()
+
+    assert sql("SELECT count(*) AS n FROM whatsapp_handler.users") == [{"n": 0}]
+    assert sql("SELECT count(*) AS n FROM whatsapp_handler.outbox_events") == [{"n": 1}]
+    register(db)  # the connection went back to the pool clean
+    assert sql("SELECT count(*) AS n FROM whatsapp_handler.users") == [{"n": 1}]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [(), ("plain",), (None, "ünïcødé ✓", ""), tuple(str(n) for n in range(300))],
+)
+def test_bind_messages_are_byte_for_byte_what_pg8000_sends(values: tuple[str | None, ...]) -> None:
+    # pg8000's send_BIND writes Bind then Flush; ours leaves the Flush out.
+    written = io.BytesIO()
+    connection = SimpleNamespace(_client_encoding="utf8", _sock=written)
+    connection._send_message = lambda code, data: CoreConnection._send_message(
+        connection, code, data
+    )
+    CoreConnection.send_BIND(connection, b"pg8000_statement_7\x00", values)
+    assert written.getvalue() == _bind_message(b"pg8000_statement_7\x00", values, "utf8") + (
+        FLUSH_MSG
+    )
