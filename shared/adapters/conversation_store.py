@@ -49,19 +49,8 @@ class ConversationStore:
     def load(self, phone_number: str) -> StoredConversation:
         return decode(cast(str | None, self._client.get(self.key(phone_number))))
 
-    def save(
-        self,
-        phone_number: str,
-        state: ConversationState,
-        *,
-        saved_at: datetime,
-        on: redis.client.Pipeline | None = None,
-    ) -> None:
-        """Every save restarts the TTL: 24 h of silence ends a conversation. On ``on``, a
-        pipeline the caller executes, when given."""
-        target = self._client if on is None else on
-        target.set(self.key(phone_number), state_to_json(state, saved_at), ex=self.ttl_seconds)
-
-    def delete(self, phone_number: str, on: redis.client.Pipeline | None = None) -> None:
-        target = self._client if on is None else on
-        target.delete(self.key(phone_number))
+    def encode(self, state: ConversationState, *, saved_at: datetime) -> str:
+        """The value to store at ``key()`` with a TTL of ``ttl_seconds`` (every save
+        restarts it: 24 h of silence ends a conversation). The webhook saves it together
+        with its MessageSid's "done" mark (shared/services/inbound.py)."""
+        return state_to_json(state, saved_at)

@@ -224,6 +224,19 @@ return {count, state}
 """
 
 
+# KEYS: the conversation state, the MessageSid. ARGV: the state's JSON ('' deletes it),
+# its TTL. After the commit: the state saved and the MessageSid marked done, one round trip.
+_SAVE_AND_COMPLETE = """
+if ARGV[1] == '' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+end
+redis.call('SET', KEYS[2], 'done', 'XX', 'KEEPTTL')
+return 1
+"""
+
+
 @dataclass(frozen=True)
 class Claim:
     token: str
@@ -241,6 +254,7 @@ class MessageLedger:
         # EVALSHA: Redis neither receives nor hashes the script's text on every message.
         self._claim = client.register_script(_CLAIM_COUNT_AND_READ)
         self._release = client.register_script(_RELEASE_IF_OURS)
+        self._save_and_complete = client.register_script(_SAVE_AND_COMPLETE)
 
     def claim(
         self, message_sid: str, counter_key: str, counter_ttl: int, conversation_key: str
@@ -264,10 +278,19 @@ class MessageLedger:
     def release(self, message_sid: str, token: str) -> None:
         self._release(keys=[self._keys.message_sid(message_sid)], args=[token])
 
-    def complete(self, message_sid: str, on: redis.client.Pipeline | None = None) -> None:
-        """Mark handled; on ``on``, a pipeline the caller executes, when given."""
-        target = self._client if on is None else on
-        target.set(self._keys.message_sid(message_sid), "done", xx=True, keepttl=True)
+    def complete(self, message_sid: str) -> None:
+        """Mark handled."""
+        self._client.set(self._keys.message_sid(message_sid), "done", xx=True, keepttl=True)
+
+    def complete_saving(
+        self, message_sid: str, conversation_key: str, conversation: str | None, ttl: int
+    ) -> None:
+        """Mark handled and save the conversation's JSON at ``conversation_key`` (None
+        deletes it), with ``ttl``."""
+        self._save_and_complete(
+            keys=[conversation_key, self._keys.message_sid(message_sid)],
+            args=[conversation or "", ttl],
+        )
 
 
 # --- carrying out effects ----------------------------------------------------------------
@@ -674,13 +697,13 @@ def _after_commit(
             forget_in_redis(services.client, services.keys, execution.erased.phone_number)
             log.info("user erased", action="user.erased", user_id=str(execution.user_id))
         # The state and the MessageSid's "done" mark travel in one round trip.
-        pipeline = services.client.pipeline(transaction=False)
-        if state is None:
-            services.store.delete(phone_number, on=pipeline)
-        else:
-            services.store.save(phone_number, state, saved_at=execution.now, on=pipeline)
-        ledger.complete(message.message_sid, on=pipeline)
-        pipeline.execute()
+        store = services.store
+        ledger.complete_saving(
+            message.message_sid,
+            store.key(phone_number),
+            None if state is None else store.encode(state, saved_at=execution.now),
+            store.ttl_seconds,
+        )
     except redis.RedisError as error:
         # The database has it all; the next message rebuilds the state from the user row.
         # A MessageSid left "pending" makes Twilio's retry of it an empty reply.
