@@ -465,7 +465,7 @@ def _dispatch(turn: Turn) -> Decision:
     command = turn.command
     if command is not None:
         handler = TRANSITIONS.get((phase, command))
-        if handler is None and command in PHASE_COMMANDS.get(phase, frozenset(Command)):
+        if handler is None and command in PHASE_COMMANDS.get(phase, ALL_COMMANDS):
             handler = COMMANDS.get(command)
         if handler is not None:
             return handler(turn)
@@ -870,6 +870,7 @@ COMMANDS: Mapping[Command, Handler] = {
 
 # Where only some of COMMANDS apply; elsewhere all do. A pending erasure is answered
 # YES or not-YES; HELP and MENU still explain without deciding.
+ALL_COMMANDS = frozenset(Command)
 PHASE_COMMANDS: Mapping[Phase, frozenset[Command]] = {
     Phase.CONFIRM_ERASURE: frozenset({Command.HELP, Command.MENU}),
 }

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import ssl
 import struct
@@ -442,6 +443,8 @@ class UnitOfWork:
 def _log_query(query_name: str, started: float) -> None:
     # RFC 8.2's whatsapp_db_query_duration_seconds{query=...}: a log-based metric
     # (terraform/monitoring.tf) built on this field.
+    if not log.is_enabled(logging.INFO):
+        return
     log.info(
         "query",
         action="db.query",

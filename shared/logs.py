@@ -59,6 +59,10 @@ class StructuredLogger:
     def __init__(self, logger: logging.Logger) -> None:
         self._logger = logger
 
+    def is_enabled(self, level: int) -> bool:
+        """For a hot path: skip building a line's fields when it would not be written."""
+        return self._logger.isEnabledFor(level)
+
     def _log(self, level: int, message: str, action: str, fields: dict[str, Any]) -> None:
         if self._logger.isEnabledFor(level):
             self._logger.log(level, message, extra={"fields": {"action": action, **fields}})

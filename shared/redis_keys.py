@@ -7,7 +7,6 @@ every key of a person (``keys_for_phone``) because the hash is computable from t
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 
@@ -17,8 +16,8 @@ class RedisKeys:
         self._pepper = pepper
 
     def phone_tag(self, phone_number: str) -> str:
-        digest = hmac.new(self._pepper, b"redis-key:" + phone_number.encode(), hashlib.sha256)
-        return digest.hexdigest()[:32]
+        digest = hmac.digest(self._pepper, b"redis-key:" + phone_number.encode(), "sha256")
+        return digest.hex()[:32]
 
     def conversation(self, phone_number: str) -> str:
         return f"{self._prefix}conv:{self.phone_tag(phone_number)}"

@@ -524,13 +524,9 @@ def handle_inbound(
     now = services.clock()
     ledger = services.ledger
     counter_key, counter_ttl = services.limiter.inbound_counter(message.phone_number, now)
+    conversation_key = services.store.key(message.phone_number)
     try:
-        claim = ledger.claim(
-            message.message_sid,
-            counter_key,
-            counter_ttl,
-            services.store.key(message.phone_number),
-        )
+        claim = ledger.claim(message.message_sid, counter_key, counter_ttl, conversation_key)
     except redis.RedisError as error:
         raise DependencyUnavailable("redis unreachable") from error
     if claim is None:
@@ -557,7 +553,7 @@ def handle_inbound(
         if isinstance(error, redis.RedisError):
             raise DependencyUnavailable("redis unreachable") from error
         raise
-    reply = _after_commit(committed, message, services, ledger)
+    reply = _after_commit(committed, message, services, ledger, conversation_key)
     execution = committed.execution
     for event_type, count in sorted(Counter(execution.written).items()):
         log.info(
@@ -659,6 +655,7 @@ def _after_commit(
     message: InboundMessage,
     services: WebhookServices,
     ledger: MessageLedger,
+    conversation_key: str,
 ) -> str:
     state, reply, execution = committed.state, committed.reply, committed.execution
     phone_number = message.phone_number
@@ -700,7 +697,7 @@ def _after_commit(
         store = services.store
         ledger.complete_saving(
             message.message_sid,
-            store.key(phone_number),
+            conversation_key,
             None if state is None else store.encode(state, saved_at=execution.now),
             store.ttl_seconds,
         )
