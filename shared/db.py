@@ -580,8 +580,15 @@ def _run_pipeline(
     context: Any = None
     for segment in segments:
         last = segment[-1][0]
+        # Rows are read for the last statement when it alone returns any; rows of others
+        # (a statement sent with the COMMIT that returns some) are read and dropped, so
+        # the connection is left with nothing unread.
+        if all(prepared.columns is None for prepared, _ in segment[:-1]):
+            columns, input_funcs = last.columns, last.input_funcs
+        else:
+            columns, input_funcs = [], []
         context = pg8000_core.Context(
-            last.statement, columns=last.columns, input_funcs=last.input_funcs
+            last.statement, columns=columns or [], input_funcs=input_funcs or []
         )
         try:
             connection.handle_messages(context)
@@ -591,7 +598,7 @@ def _run_pipeline(
             first_error = first_error or error
     if first_error is not None:
         raise first_error
-    if context.rows is None:
+    if not context.columns:
         return _Result([], context.row_count)
     names = [column["name"] for column in context.columns]
     rows = [dict(zip(names, row, strict=True)) for row in context.rows]

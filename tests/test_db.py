@@ -275,3 +275,18 @@ def test_bind_messages_are_byte_for_byte_what_pg8000_sends(values: tuple[str | N
     assert written.getvalue() == _bind_message(b"pg8000_statement_7\x00", values, "utf8") + (
         FLUSH_MSG
     )
+
+
+def test_a_statement_sent_with_the_commit_that_returns_rows_leaves_the_connection_clean(
+    db: Database, sql: Any
+) -> None:
+    user_id = register(db)
+    for _ in range(3):  # the pool's connection is reused: nothing may be left unread on it
+        with db.unit_of_work() as uow:
+            uow.execute_later("find_user_by_id", user_id=user_id)
+            (row,) = uow.fetch_all("find_user_by_id", user_id=user_id)
+            assert row["id"] == user_id
+            uow.execute_later("find_user_by_phone", phone_number="+447700900123")
+            uow.commit()
+    with db.unit_of_work() as uow:
+        assert uow.fetch_one("find_user_by_phone", phone_number="+447700900123") is not None
