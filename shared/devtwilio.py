@@ -102,10 +102,32 @@ class TwilioStandIn:
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as Twilio's API: a client's connection serves many requests
+            # (HTTP/1.0 made every message sent cost a TCP connection and a thread here).
+            protocol_version = "HTTP/1.1"
+            _body_read = False
+
             def log_message(self, format: str, *args: object) -> None:
                 pass  # keep test output (and phone numbers) out of stderr
 
+            def parse_request(self) -> bool:
+                self._body_read = False  # per request: a connection carries several
+                return super().parse_request()
+
+            def _skip_unread_body(self) -> None:
+                """Before answering: what a refused request sent must not be read as
+                the connection's next request."""
+                if self._body_read:
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > 65536:
+                    self.close_connection = True
+                elif length > 0:
+                    self.rfile.read(length)
+                self._body_read = True
+
             def _reply(self, status: int, payload: object) -> None:
+                self._skip_unread_body()
                 body = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -125,6 +147,7 @@ class TwilioStandIn:
 
             def _body(self) -> bytes:
                 length = int(self.headers.get("Content-Length") or 0)
+                self._body_read = True
                 return self.rfile.read(length)
 
             def do_GET(self) -> None:
@@ -149,6 +172,7 @@ class TwilioStandIn:
                 if media is None:
                     self._reply(404, {"code": 20404, "message": "Not found", "status": 404})
                     return
+                self._skip_unread_body()
                 self.send_response(200)
                 self.send_header("Content-Type", media.content_type)
                 self.send_header("Content-Length", str(len(media.content)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import re
@@ -264,6 +265,30 @@ def test_the_chat_sees_sms_and_whatsapp_sent_to_its_number_once(standin: TwilioS
 
     assert [m["body"] for m in first] == ["code 123456", "news"]
     assert [m["body"] for m in later] == ["again"]
+
+
+def test_one_connection_carries_many_requests_even_refused_ones(standin: TwilioStandIn) -> None:
+    # Keep-alive as Twilio's API; a refused request's body is not read as the next request.
+    host, port = standin.base_url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    path = f"/2010-04-01/Accounts/{SID}/Messages.json"
+    form = urlencode({"To": "+447700900123", "From": "+447700900001", "Body": "hi"})
+    good = "Basic " + base64.b64encode(f"{SID}:{TOKEN}".encode()).decode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    statuses, kept_alive = [], []
+    try:
+        for authorization in (good, "Basic bm9wZQ==", good):
+            connection.request("POST", path, form, {**headers, "Authorization": authorization})
+            response = connection.getresponse()
+            response.read()
+            statuses.append(response.status)
+            kept_alive.append(not response.will_close)
+    finally:
+        connection.close()
+
+    assert statuses == [201, 401, 201]
+    assert kept_alive == [True, True, True]
+    assert [message.body for message in standin.messages] == ["hi", "hi"]
 
 
 def test_the_dev_pages_need_the_account_credentials(standin: TwilioStandIn) -> None:
