@@ -2,7 +2,9 @@
 -- Retention (RFC 6.1 query 4, corrected, D4): blocked users are included, anonymised ones
 -- never come back. Oldest first, one bounded batch; SKIP LOCKED lets two runs share the
 -- work without waiting on (or deadlocking with) each other or a user's live request.
-SELECT id
+-- The rows come back locked, not anonymised, with the number to forget in Redis: the
+-- batch erases them as they are (erase_locked_users), with no second lookup and lock.
+SELECT id, phone_number
   FROM whatsapp_handler.users
  WHERE last_active_at < :cutoff
    AND anonymized_at IS NULL

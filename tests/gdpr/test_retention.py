@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import jsonschema
 import pytest
 
 from shared import events
@@ -318,3 +320,100 @@ def test_dry_run_counts_and_changes_nothing(db: Database, sql: Any) -> None:
         == 3
     )
     assert sql("SELECT count(*) AS n FROM whatsapp_handler.outbox_events") == [{"n": 0}]
+
+
+def test_each_audit_row_is_the_event_that_events_builds_and_fits_its_schema(
+    db: Database, sql: Any, target: Any
+) -> None:
+    ids = [
+        add_user(sql, f"+4477009007{index:02d}", last_active_at=OLD - timedelta(days=index))
+        for index in range(3)
+    ]
+
+    run(db, target)
+
+    rows = sql(
+        "SELECT id, aggregate_id, aggregate_type, event_type, event_version, payload,"
+        " metadata, correlation_id, published_at FROM whatsapp_handler.outbox_events"
+        " ORDER BY created_at"
+    )
+    schema = json.loads(
+        (
+            Path(__file__).resolve().parents[2] / "docs/events/user.gdpr.erased.schema.json"
+        ).read_text()
+    )
+    validator = jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+    for row, user_id in zip(rows, reversed(ids), strict=True):  # oldest first
+        built = events.user_gdpr_erased(
+            user_id, correlation_id="gdpr-t", erased_at=NOW, reason="GDPR_RETENTION"
+        )
+        validator.validate(row["payload"])
+        assert row["payload"] == built.payload
+        assert (
+            UUID(str(row["aggregate_id"])),
+            row["aggregate_type"],
+            row["event_type"],
+            row["event_version"],
+            row["correlation_id"],
+            row["metadata"],
+            row["published_at"],
+        ) == (
+            built.aggregate_id,
+            built.aggregate_type,
+            built.event_type,
+            built.event_version,
+            built.correlation_id,
+            None,
+            None,
+        )
+    assert len({str(row["id"]) for row in rows}) == 3  # an event id of its own each
+
+
+class _SteppingClock:
+    """Every reading is 0.1 s after the previous one; a pause moves it on by its length."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.pauses: list[float] = []
+
+    def __call__(self) -> float:
+        self.now += 0.1
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
+
+
+def test_the_job_pauses_after_each_batch_in_proportion_to_its_duration(
+    db: Database, sql: Any, target: Any
+) -> None:
+    for index in range(5):
+        add_user(sql, f"+4477009007{index:02d}", last_active_at=OLD)
+    small = gdpr.RetentionPolicy(inactivity_days=180, batch_size=2, max_run_seconds=300)
+    clock = _SteppingClock()
+
+    summary = run(db, target, small, clock=clock, sleep=clock.sleep)
+
+    assert (summary.anonymised, summary.batches, summary.status) == (5, 3, "complete")
+    # Each batch "took" 0.1 s on this clock; no pause once nothing is left.
+    ratio = gdpr._PAUSE_PER_BATCH_SECOND
+    assert ratio > 0
+    assert clock.pauses == [pytest.approx(0.1 * ratio)] * 3
+
+
+def test_no_pause_is_taken_that_would_end_past_the_time_budget(
+    db: Database, sql: Any, target: Any
+) -> None:
+    for index in range(5):
+        add_user(sql, f"+4477009007{index:02d}", last_active_at=OLD)
+    small = gdpr.RetentionPolicy(inactivity_days=180, batch_size=2, max_run_seconds=1)
+    ticks = iter([0.0, 0.0, 0.9])  # start, before batch 1, after it (pause would pass 1.0)
+    pauses: list[float] = []
+
+    first = run(db, target, small, clock=lambda: next(ticks), sleep=pauses.append)
+
+    assert (first.anonymised, first.batches, first.status) == (2, 1, "time_budget_spent")
+    assert pauses == []
