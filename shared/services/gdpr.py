@@ -63,9 +63,11 @@ Sleep = Callable[[float], None]
 #   pause 0    total  6 s, webhook P95 during / idle 2.2-4.3 (the same work, squeezed)
 #   pause 0.5  total  9 s, 2.0-2.1
 #   pause 1    total 13 s, 1.6-1.7
-# and at the bench's full size (100,000 of 1,000,000) pause 1 gave 41 s and 1.35 where the
-# code before this change (no pause, five statements a batch) gave 36 s and 3.2 in the same
-# locked run. A longer pause would push the total past the 60 s target on a busy day.
+# and at the bench's full size (100,000 of 1,000,000; medians of 3 runs, ranges after):
+#   before (no pause, five statements a batch)  total 26 s (26-36), ratio 1.96 (1.84-3.16)
+#   pause 1                                     total 41 s (40-44), ratio 1.35 (0.98-1.59)
+# (webhook P95 during the run 16.4 -> 9.9 ms). The pause doubles the run's length: a
+# longer one would take the total towards the 60 s target on a slow day.
 _PAUSE_PER_BATCH_SECOND = 1.0
 
 
