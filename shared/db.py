@@ -332,12 +332,14 @@ class UnitOfWork:
             self._committed = True  # nothing was written: nothing to send
             return
         started = time.perf_counter()
-        segment = [
-            *_begin_if_idle(connection),
-            *self._bind_later(connection),
-            (_prepared(connection, _COMMIT), ()),
-        ]
         try:
+            # Inside the try: a statement's first use on this connection prepares it,
+            # which is a round trip of its own that can meet a dead connection too.
+            segment = [
+                *_begin_if_idle(connection),
+                *self._bind_later(connection),
+                (_prepared(connection, _COMMIT), ()),
+            ]
             _run_pipeline(connection, [segment])
         except Exception as error:
             if is_connection_error(error):

@@ -15,7 +15,9 @@ from pg8000.core import FLUSH_MSG, CoreConnection
 
 from shared import events
 from shared.db import Database, _bind_message, ssl_context_for
+from shared.errors import DependencyUnavailable
 from shared.queries import all_queries, parse_queries
+from shared.settings import load_settings
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -290,3 +292,20 @@ def test_a_statement_sent_with_the_commit_that_returns_rows_leaves_the_connectio
             uow.commit()
     with db.unit_of_work() as uow:
         assert uow.fetch_one("find_user_by_phone", phone_number="+447700900123") is not None
+
+
+def test_a_connection_lost_just_before_the_commit_is_a_503_not_a_crash(
+    clean_state: Any, sql: Any
+) -> None:
+    database = Database(load_settings())  # fresh connections: COMMIT not yet prepared
+    try:
+        with pytest.raises(DependencyUnavailable), database.unit_of_work() as uow:
+            (row,) = uow.run_sql("SELECT pg_backend_pid() AS pid")
+            uow.outbox.add(events.user_verified(uuid4(), correlation_id="c", verified_at=NOW))
+            sql("SELECT pg_terminate_backend(:pid)", pid=row["pid"])
+            uow.commit()
+        assert sql("SELECT count(*) AS n FROM whatsapp_handler.outbox_events") == [{"n": 0}]
+        with database.unit_of_work() as uow:  # the dead connection did not go back
+            assert uow.fetch_one("find_user_by_phone", phone_number="+447700900199") is None
+    finally:
+        database.close()
