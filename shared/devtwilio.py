@@ -105,6 +105,9 @@ class TwilioStandIn:
             # Keep-alive, as Twilio's API: a client's connection serves many requests
             # (HTTP/1.0 made every message sent cost a TCP connection and a thread here).
             protocol_version = "HTTP/1.1"
+            # The headers and the body go out in two writes: on a kept-alive connection
+            # Nagle's algorithm holds the body for the client's delayed ACK (~40 ms).
+            disable_nagle_algorithm = True
             _body_read = False
 
             def log_message(self, format: str, *args: object) -> None:
