@@ -481,7 +481,7 @@ def _rows(cursor: pg8000.dbapi.Cursor) -> list[Row]:
 # its own (and wake us for each): so the Bind messages are written here, in the protocol's
 # format (https://www.postgresql.org/docs/current/protocol-message-formats.html), and the
 # replies read by pg8000's own handle_messages. Measured: two round trips of a message's
-# unit of work, 296 -> 220 us of CPU without the Flushes.
+# unit of work, 296 -> 194 us of client CPU without the Flushes.
 
 _BEGIN = "BEGIN"
 _COMMIT = "COMMIT"
