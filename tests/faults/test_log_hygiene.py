@@ -5,34 +5,16 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from shared.logs import JsonFormatter
 from tests.conftest import TEST_AUTH_TOKEN, TEST_OTP_PEPPER
 from tests.webhook.conftest import PHONE, Bot
 
 SECRET_BODY = "my secret journey from Leeds to York, seat 42"
 OTHER = "+447700900456"
-
-
-@pytest.fixture()
-def captured_logs() -> Iterator[io.StringIO]:
-    """Every log line of the service, as its JSON handler would write it to stdout."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("whatsapp_handler")
-    logger.addHandler(handler)
-    previous = logger.level
-    logger.setLevel(logging.DEBUG)
-    yield stream
-    logger.removeHandler(handler)
-    logger.setLevel(previous)
 
 
 def test_logs_carry_no_codes_tokens_pepper_phones_or_bodies(

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import re
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,6 @@ from typing import Any
 import functions_framework
 import pytest
 
-from shared.logs import JsonFormatter
 from tests.conftest import TEST_AUTH_TOKEN, TEST_OTP_PEPPER
 from tests.notifier.conftest import envelope_for, post_event
 from tests.webhook.conftest import Bot
@@ -30,23 +27,6 @@ FIRST_WORDS = "hello, I travel from Hull to Selby every Monday"
 NOTIFICATION_TEXT = "Your 08:02 Leeds to York was 32 minutes late; reply CLAIM for refund 7731"
 
 pytestmark = pytest.mark.pubsub
-
-
-@pytest.fixture()
-def captured_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
-    """Every log line of the service at DEBUG, as its JSON handler writes them. LOG_LEVEL
-    too, so the functions built in the test (configure_logging) keep DEBUG."""
-    monkeypatch.setenv("LOG_LEVEL", "DEBUG")
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("whatsapp_handler")
-    logger.addHandler(handler)
-    previous = logger.level
-    logger.setLevel(logging.DEBUG)
-    yield stream
-    logger.removeHandler(handler)
-    logger.setLevel(previous)
 
 
 def build(directory: str, target: str, signature_type: str = "http") -> tuple[Any, Any]:
