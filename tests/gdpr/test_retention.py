@@ -44,6 +44,11 @@ def run(db: Database, target: Any, policy: gdpr.RetentionPolicy = POLICY, **kw: 
     return gdpr.run_retention(db, target, now=NOW, policy=policy, correlation_id="gdpr-t", **kw)
 
 
+def add_inactive_users(sql: Any, count: int) -> None:
+    for index in range(count):
+        add_user(sql, f"+4477009007{index:02d}", last_active_at=OLD)
+
+
 def user(sql: Any, user_id: UUID) -> dict[str, Any]:
     (row,) = sql("SELECT * FROM whatsapp_handler.users WHERE id = :id", id=str(user_id))
     return row
@@ -200,8 +205,7 @@ def test_batches_are_bounded_and_oldest_first(db: Database, sql: Any, target: An
 def test_a_spent_time_budget_stops_between_batches_and_the_next_run_goes_on(
     db: Database, sql: Any, target: Any
 ) -> None:
-    for index in range(5):
-        add_user(sql, f"+4477009007{index:02d}", last_active_at=OLD)
+    add_inactive_users(sql, 5)
     small = gdpr.RetentionPolicy(inactivity_days=180, batch_size=2, max_run_seconds=10)
     ticks = iter([0.0, 0.0, 11.0])  # start, before batch 1, before batch 2
 
@@ -390,8 +394,7 @@ class _SteppingClock:
 def test_the_job_pauses_after_each_batch_in_proportion_to_its_duration(
     db: Database, sql: Any, target: Any
 ) -> None:
-    for index in range(5):
-        add_user(sql, f"+4477009007{index:02d}", last_active_at=OLD)
+    add_inactive_users(sql, 5)
     small = gdpr.RetentionPolicy(inactivity_days=180, batch_size=2, max_run_seconds=300)
     clock = _SteppingClock()
 
@@ -407,8 +410,7 @@ def test_the_job_pauses_after_each_batch_in_proportion_to_its_duration(
 def test_no_pause_is_taken_that_would_end_past_the_time_budget(
     db: Database, sql: Any, target: Any
 ) -> None:
-    for index in range(5):
-        add_user(sql, f"+4477009007{index:02d}", last_active_at=OLD)
+    add_inactive_users(sql, 5)
     small = gdpr.RetentionPolicy(inactivity_days=180, batch_size=2, max_run_seconds=1)
     ticks = iter([0.0, 0.0, 0.9])  # start, before batch 1, after it (pause would pass 1.0)
     pauses: list[float] = []
