@@ -222,6 +222,36 @@ def test_phone_parsing_never_raises_anything_else(raw: str) -> None:
         pass
 
 
+@given(national=st.from_regex(r"7[0-9]{9}", fullmatch=True))
+def test_the_uk_mobile_shortcut_agrees_with_phonenumbers(national: str) -> None:
+    number = "+44" + national
+    assert phone.normalise_e164(number) == phone._parsed_e164(number) == number
+
+
+def test_the_uk_mobile_shortcut_agrees_for_every_three_digit_prefix() -> None:
+    # phonenumbers' GB metadata differs by prefix; its "possible" test must not.
+    for prefix in range(1000):
+        for tail in ("000000", "123456", "999999"):
+            number = f"+447{prefix:03d}{tail}"
+            assert phone.normalise_e164(number) == phone._parsed_e164(number) == number
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["+44770090012", "+4477009001234", "+44 7700900123", "+4407700900123", "+447\uff1700900123"],
+)
+def test_near_uk_mobiles_take_the_general_path(raw: str) -> None:
+    try:
+        shortcut = phone.normalise_e164(raw)
+    except phone.InvalidPhoneNumber:
+        shortcut = None
+    try:
+        general = phone._parsed_e164(raw.strip())
+    except phone.InvalidPhoneNumber:
+        general = None
+    assert shortcut == general
+
+
 # --- OTP -----------------------------------------------------------------------------------
 
 PEPPER = b"pepper"
