@@ -27,6 +27,8 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 from uuid import UUID, uuid5
 
+import msgspec
+
 from shared import claim as claims
 from shared.events import Media
 from shared.otp import OtpCheck, OtpResult, is_code_shaped
@@ -932,7 +934,12 @@ def state_to_json(state: ConversationState, saved_at: datetime | None = None) ->
         }
     if saved_at is not None:
         body["saved_at"] = saved_at.isoformat()
-    return json.dumps(body, separators=(",", ":"), sort_keys=True)
+    return _STATE_JSON.encode(body).decode()
+
+
+# The JSON json.dumps(sort_keys=True, compact) writes, in a tenth of the time (every
+# message saves its state); non-ASCII characters are written as UTF-8, not escaped.
+_STATE_JSON = msgspec.json.Encoder(order="sorted")
 
 
 def state_from_json(text: str) -> ConversationState | None:

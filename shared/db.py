@@ -29,6 +29,7 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 from uuid import UUID
 
+import msgspec
 import pg8000.converters as pg8000_converters
 import pg8000.core as pg8000_core
 import pg8000.dbapi
@@ -644,6 +645,11 @@ class PreferencesRepository:
         self._db.execute("set_notification_enabled", user_id=user_id, enabled=enabled, now=now)
 
 
+# Compact JSON with sorted keys, as json.dumps(sort_keys=True) writes it, ~10x faster: an
+# outbox row is written for most webhook messages.
+_OUTBOX_JSON = msgspec.json.Encoder(order="sorted")
+
+
 class OutboxRepository:
     def __init__(self, executor: Executor) -> None:
         self._db = executor
@@ -657,8 +663,10 @@ class OutboxRepository:
             aggregate_type=event.aggregate_type,
             event_type=event.event_type,
             event_version=event.event_version,
-            payload=json.dumps(event.payload, separators=(",", ":"), sort_keys=True),
-            metadata=None if event.metadata is None else json.dumps(event.metadata),
+            payload=_OUTBOX_JSON.encode(event.payload).decode(),
+            metadata=None
+            if event.metadata is None
+            else _OUTBOX_JSON.encode(event.metadata).decode(),
             correlation_id=event.correlation_id,
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from uuid import UUID
@@ -376,6 +377,18 @@ def test_any_text_in_any_state_gets_a_reply_never_an_exception(
 @given(current=_states.filter(lambda found: found is not None))
 def test_state_json_round_trips(current: c.ConversationState) -> None:
     assert c.state_from_json(c.state_to_json(current)) == current
+
+
+@settings(max_examples=100, deadline=None)
+@given(current=_states.filter(lambda found: found is not None), saved_at=_moments)
+def test_state_json_is_what_json_dumps_writes(
+    current: c.ConversationState, saved_at: datetime
+) -> None:
+    # msgspec writes it; the standard library must read back and write the same text.
+    text = c.state_to_json(current, saved_at)
+    assert text == json.dumps(
+        json.loads(text), separators=(",", ":"), sort_keys=True, ensure_ascii=False
+    )
 
 
 @given(raw=st.text(max_size=200))
