@@ -8,7 +8,7 @@ byte for byte what MessagingResponse().message(text).to_xml() gives.
 
 from __future__ import annotations
 
-from xml.sax.saxutils import escape
+from html import escape  # & < > as xml.sax.saxutils does; saxutils would cost ~4 ms to import
 
 CONTENT_TYPE = "text/xml"
 _DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
@@ -19,7 +19,7 @@ def message_reply(text: str) -> str:
     """One WhatsApp message back to the sender."""
     if not text:
         return f"{_DECLARATION}<Response><Message /></Response>"  # as ElementTree writes it
-    return f"{_DECLARATION}<Response><Message>{escape(text)}</Message></Response>"
+    return f"{_DECLARATION}<Response><Message>{escape(text, quote=False)}</Message></Response>"
 
 
 def empty_reply() -> str:
