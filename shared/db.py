@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import ssl
@@ -650,6 +649,10 @@ class PreferencesRepository:
 _OUTBOX_JSON = msgspec.json.Encoder(order="sorted")
 
 
+def _json_text(value: Any) -> str:
+    return _OUTBOX_JSON.encode(value).decode()
+
+
 class OutboxRepository:
     def __init__(self, executor: Executor) -> None:
         self._db = executor
@@ -663,10 +666,8 @@ class OutboxRepository:
             aggregate_type=event.aggregate_type,
             event_type=event.event_type,
             event_version=event.event_version,
-            payload=_OUTBOX_JSON.encode(event.payload).decode(),
-            metadata=None
-            if event.metadata is None
-            else _OUTBOX_JSON.encode(event.metadata).decode(),
+            payload=_json_text(event.payload),
+            metadata=None if event.metadata is None else _json_text(event.metadata),
             correlation_id=event.correlation_id,
         )
 
@@ -687,7 +688,7 @@ class OutboxRepository:
             }
             for event in batch
         ]
-        self._db.execute_later("insert_outbox_events", rows=json.dumps(rows, separators=(",", ":")))
+        self._db.execute_later("insert_outbox_events", rows=_json_text(rows))
 
     def list_unpublished(self, limit: int = 100) -> list[Row]:
         return self._db.fetch_all("list_unpublished_events", limit=limit)
