@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
+import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 from werkzeug.exceptions import ServiceUnavailable
@@ -26,6 +27,7 @@ from werkzeug.exceptions import ServiceUnavailable
 from shared.adapters.twilio_messages import TwilioMessages
 from shared.db import Database
 from shared.errors import DependencyUnavailable
+from shared.http import json_response
 from shared.logs import configure_logging, correlation_id_var, get_logger
 from shared.notification_policy import (
     CORRELATION_ID_PATTERN,
@@ -103,3 +105,18 @@ def notify(event: CloudEvent) -> None:
                 notification_id=request.notification_id,
             )
         raise ServiceUnavailable(description=error.reason) from error
+
+
+@functions_framework.errorhandler(TypeError)  # type: ignore[untyped-decorator]
+def push_body_not_an_object(error: TypeError) -> flask.Response:
+    """A body that is neither a CloudEvent nor a JSON object: 400 with a reason.
+
+    functions-framework turns a push body that is no CloudEvent into one before our code
+    runs, and a JSON array, string or number breaks that conversion with a TypeError (a
+    500). Pub/Sub never sends such a body, so it is refused as the framework refuses
+    other malformed bodies, with a 4xx. Any other TypeError is raised again: a 500.
+    """
+    if isinstance(flask.request.get_json(silent=True), dict):
+        raise error
+    log.warning("push body refused", action="notification.not_a_push", status=400)
+    return json_response({"error": "body must be a Pub/Sub push: a JSON object"}, status=400)

@@ -502,6 +502,53 @@ def test_hostile_notification_requests_are_acknowledged_and_nothing_is_sent(
     assert notifier_door.services.twilio.messages == []
 
 
+@pytest.mark.parametrize(
+    ("body", "answered_by_us"),
+    [
+        ("[1, 2]", True),
+        ('"a string"', True),
+        ('[{"message": {"data": "e30="}}]', True),
+        ("[]", False),
+        ("3", False),
+        ("null", False),
+        ("true", False),
+        ("{}", False),
+    ],
+)
+def test_push_bodies_that_are_not_a_json_object_get_a_4xx_never_a_500(
+    notifier_door: NotifierDoor, sql: Any, body: str, answered_by_us: bool
+) -> None:
+    # Non-empty arrays and strings broke functions-framework's conversion before our code
+    # ran (a 500); our TypeError handler answers them, the framework the rest (HTML 400).
+    before = counts(sql)
+
+    response = notifier_door.client.post("/", data=body, content_type="application/json")
+
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    if answered_by_us:
+        assert response.get_json() == {"error": "body must be a Pub/Sub push: a JSON object"}
+    assert counts(sql) == before
+    assert notifier_door.services.twilio.messages == []
+
+
+def test_a_type_error_of_our_own_stays_a_500_and_is_redelivered(
+    notifier_door: NotifierDoor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The handler above answers only bodies that are not a JSON object: a bug of ours
+    in a well-formed push must not be acknowledged as if the push were malformed."""
+
+    def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise TypeError("a bug of ours")
+
+    monkeypatch.setattr(sys.modules["main"], "deliver_notification", broken)
+    request = {"notification_id": "bug-1", "user_id": notifier_door.user_id, "text": "Hi."}
+
+    response = post_event(notifier_door.client, envelope_for(json.dumps(request).encode()), "push")
+
+    assert response.status_code == 500
+    assert notifier_door.services.twilio.messages == []
+
+
 def test_control_a_well_formed_request_for_the_same_user_is_sent(
     notifier_door: NotifierDoor,
 ) -> None:
