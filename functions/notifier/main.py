@@ -112,8 +112,8 @@ def push_body_not_an_object(error: TypeError) -> flask.Response:
     """A body that is neither a CloudEvent nor a JSON object: 400 with a reason.
 
     functions-framework turns a push body that is no CloudEvent into one before our code
-    runs, and a JSON array, string or number breaks that conversion with a TypeError (a
-    500). Pub/Sub never sends such a body, so it is refused as the framework refuses
+    runs, and a non-empty JSON array or a string breaks that conversion with a TypeError
+    (a 500). Pub/Sub never sends such a body, so it is refused as the framework refuses
     other malformed bodies, with a 4xx. Any other TypeError is raised again: a 500.
     """
     if isinstance(flask.request.get_json(silent=True), dict):

@@ -256,6 +256,7 @@ def test_phonenumbers_is_imported_only_for_numbers_off_the_shortcut() -> None:
     ["+44770090012", "+4477009001234", "+44 7700900123", "+4407700900123", "+447\uff1700900123"],
 )
 def test_near_uk_mobiles_take_the_general_path(raw: str) -> None:
+    assert phone._UK_MOBILE_E164.fullmatch(raw.strip()) is None
     try:
         shortcut = phone.normalise_e164(raw)
     except phone.InvalidPhoneNumber:
