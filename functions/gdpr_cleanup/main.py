@@ -19,6 +19,7 @@ import flask
 import functions_framework
 import redis
 
+from shared import startup
 from shared.adapters.redis_client import redis_client
 from shared.db import Database
 from shared.errors import NotFound, WhatsAppHandlerError
@@ -93,3 +94,6 @@ def gdpr_cleanup(request: flask.Request) -> flask.Response:
         log.exception("retention run failed", action="gdpr.run_failed")
         return json_response({"error": "retention run failed; see the logs"}, status=500)
     return json_response(summary.as_dict(), status=500 if summary.failed_user_ids else 200)
+
+
+startup.imported()  # last: see shared/startup.py

@@ -24,6 +24,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 from werkzeug.exceptions import ServiceUnavailable
 
+from shared import startup
 from shared.adapters.twilio_messages import TwilioMessages
 from shared.db import Database
 from shared.errors import DependencyUnavailable
@@ -120,3 +121,6 @@ def push_body_not_an_object(error: TypeError) -> flask.Response:
         raise error
     log.warning("push body refused", action="notification.not_a_push", status=400)
     return json_response({"error": "body must be a Pub/Sub push: a JSON object"}, status=400)
+
+
+startup.imported()  # last: see shared/startup.py

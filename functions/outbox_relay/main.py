@@ -27,6 +27,7 @@ from functools import lru_cache
 import flask
 import functions_framework
 
+from shared import startup
 from shared.adapters.pubsub import EventPublisher
 from shared.db import Database
 from shared.errors import NotFound, WhatsAppHandlerError
@@ -138,3 +139,6 @@ def outbox_purge(request: flask.Request) -> flask.Response:
         log.exception("purge failed", action="outbox.purge_failed")
         return json_response({"error": "purge failed; see the logs"}, status=500)
     return json_response(result.as_dict())
+
+
+startup.imported()  # last: see shared/startup.py

@@ -16,6 +16,7 @@ from functools import lru_cache
 import flask
 import functions_framework
 
+from shared import startup
 from shared.db import Database
 from shared.errors import WhatsAppHandlerError
 from shared.http import bind_request_context, error_response, health_response, json_response
@@ -75,3 +76,6 @@ def user_api(request: flask.Request) -> flask.Response:
     response = json_response(result.body, status=result.status)
     response.headers.update(result.headers)
     return response
+
+
+startup.imported()  # last: see shared/startup.py

@@ -23,7 +23,7 @@ import redis
 from twilio.request_validator import RequestValidator, add_port, remove_port
 from werkzeug.datastructures import MultiDict
 
-from shared import twiml
+from shared import startup, twiml
 from shared.adapters.redis_client import redis_client
 from shared.db import Database
 from shared.errors import (
@@ -195,3 +195,6 @@ def webhook(request: flask.Request) -> flask.Response:
         return json_response({"error": str(error)}, status=503)
     body = twiml.empty_reply() if reply is None else twiml.message_reply(reply)
     return flask.Response(body, status=200, mimetype=twiml.CONTENT_TYPE)
+
+
+startup.imported()  # last: see shared/startup.py
