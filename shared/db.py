@@ -671,25 +671,6 @@ class OutboxRepository:
             correlation_id=event.correlation_id,
         )
 
-    def add_many(self, batch: Sequence[OutboxEvent]) -> None:
-        """Several events in one statement, in order, written at the commit."""
-        if not batch:
-            return
-        rows = [
-            {
-                "id": str(event.event_id),
-                "aggregate_id": str(event.aggregate_id),
-                "aggregate_type": event.aggregate_type,
-                "event_type": event.event_type,
-                "event_version": event.event_version,
-                "payload": event.payload,
-                "metadata": event.metadata,
-                "correlation_id": event.correlation_id,
-            }
-            for event in batch
-        ]
-        self._db.execute_later("insert_outbox_events", rows=_json_text(rows))
-
     def list_unpublished(self, limit: int = 100) -> list[Row]:
         return self._db.fetch_all("list_unpublished_events", limit=limit)
 

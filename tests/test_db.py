@@ -182,25 +182,6 @@ def test_sslmode_require_encrypts_and_verify_full_checks_the_host() -> None:
         ssl_context_for("10.1.2.3", "sometimes")
 
 
-def test_add_many_writes_every_event_in_one_statement_and_in_order(db: Database, sql: Any) -> None:
-    batch = [
-        events.user_gdpr_erased(uuid4(), correlation_id=f"c-{n}", erased_at=NOW, reason="R")
-        for n in range(3)
-    ]
-    with db.unit_of_work() as uow:
-        uow.outbox.add_many(batch)
-        uow.commit()
-
-    rows = sql(
-        "SELECT id, aggregate_id, event_type, payload, metadata, correlation_id"
-        " FROM whatsapp_handler.outbox_events ORDER BY created_at"
-    )
-    assert [str(row["id"]) for row in rows] == [str(event.event_id) for event in batch]
-    assert [row["payload"] for row in rows] == [event.payload for event in batch]
-    assert [row["correlation_id"] for row in rows] == ["c-0", "c-1", "c-2"]
-    assert {row["metadata"] for row in rows} == {None}
-
-
 def test_a_migration_that_changes_a_returned_column_costs_one_fresh_connection(
     db: Database, sql: Any
 ) -> None:

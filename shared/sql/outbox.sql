@@ -21,15 +21,3 @@ SELECT id, aggregate_id, aggregate_type, event_type, event_version, payload, met
   FROM whatsapp_handler.outbox_events
  WHERE aggregate_id = :aggregate_id
  ORDER BY created_at, id;
-
--- name: insert_outbox_events
--- Many events in one statement (a GDPR batch): a JSON array of rows shaped like the
--- parameters of insert_outbox_event.
-INSERT INTO whatsapp_handler.outbox_events
-       (id, aggregate_id, aggregate_type, event_type, event_version, payload, metadata,
-        correlation_id)
-SELECT CAST(row ->> 'id' AS uuid), CAST(row ->> 'aggregate_id' AS uuid),
-       row ->> 'aggregate_type', row ->> 'event_type', row ->> 'event_version',
-       row -> 'payload', NULLIF(row -> 'metadata', 'null'::jsonb), row ->> 'correlation_id'
-  FROM jsonb_array_elements(CAST(:rows AS JSONB)) WITH ORDINALITY AS batch(row, position)
- ORDER BY position;
