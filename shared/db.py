@@ -55,15 +55,22 @@ ConnectionFactory = Callable[[], pg8000.dbapi.Connection]
 _CONNECTION_SQLSTATES = ("08", "57P01", "57P02", "57P03")
 
 
+def error_field(error: DatabaseError, field: str) -> str | None:
+    """A field of PostgreSQL's error answer ("C": the SQLSTATE, "M": the message); pg8000
+    puts them in ``args[0]``."""
+    fields = error.args[0] if error.args else None
+    return str(fields[field]) if isinstance(fields, dict) and field in fields else None
+
+
 def is_connection_error(error: BaseException) -> bool:
     """True when the connection, not the statement, is at fault: it is then discarded."""
     if isinstance(error, InterfaceError | OSError | ConnectionError):
         return True
-    if isinstance(error, DatabaseError) and error.args and isinstance(error.args[0], dict):
-        code = str(error.args[0].get("C", ""))
+    if isinstance(error, DatabaseError):
+        code = error_field(error, "C") or ""
         # A migration changed a column a prepared statement returns: that connection's
         # statements are stale, a fresh connection prepares them anew.
-        stale = code == "0A000" and "cached plan" in str(error.args[0].get("M", ""))
+        stale = code == "0A000" and "cached plan" in (error_field(error, "M") or "")
         return stale or code.startswith(_CONNECTION_SQLSTATES)
     return False
 

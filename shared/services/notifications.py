@@ -26,7 +26,7 @@ from pg8000.exceptions import DatabaseError
 from twilio.base.exceptions import TwilioRestException
 
 from shared.adapters.twilio_messages import SentMessage, TwilioMessages, is_retryable
-from shared.db import Database, Row
+from shared.db import Database, Row, error_field
 from shared.errors import DependencyUnavailable
 from shared.logs import get_logger
 from shared.notification_policy import (
@@ -259,7 +259,7 @@ def _record(
             )
             uow.commit()
     except DatabaseError as error:
-        if database_error_code(error) != CLAIM_LOST_SQLSTATE:
+        if error_field(error, "C") != CLAIM_LOST_SQLSTATE:
             _log_unrecorded(status, message_sid, ids)
             return
         log.warning(
@@ -275,12 +275,6 @@ def _record(
 
 # complete_claimed_notification fails with division_by_zero when the claim is not ours.
 CLAIM_LOST_SQLSTATE = "22012"
-
-
-def database_error_code(error: DatabaseError) -> str | None:
-    """The SQLSTATE PostgreSQL answered with (pg8000 puts its fields in args[0])."""
-    fields = error.args[0] if error.args else None
-    return str(fields.get("C")) if isinstance(fields, dict) and "C" in fields else None
 
 
 def _log_unrecorded(status: DeliveryStatus, message_sid: str | None, ids: dict[str, str]) -> None:
