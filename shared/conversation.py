@@ -911,6 +911,11 @@ def _media_from(raw: Any) -> tuple[Media, ...]:
     )
 
 
+# The JSON json.dumps(sort_keys=True, compact) writes, in a tenth of the time (every
+# message saves its state); non-ASCII characters are written as UTF-8, not escaped.
+_STATE_JSON = msgspec.json.Encoder(order="sorted")
+
+
 def state_to_json(state: ConversationState, saved_at: datetime | None = None) -> str:
     """``saved_at``: the time of the message that saved it, kept beside the state for the
     shell's freshness check (shared/services/inbound.py)."""
@@ -935,11 +940,6 @@ def state_to_json(state: ConversationState, saved_at: datetime | None = None) ->
     if saved_at is not None:
         body["saved_at"] = saved_at.isoformat()
     return _STATE_JSON.encode(body).decode()
-
-
-# The JSON json.dumps(sort_keys=True, compact) writes, in a tenth of the time (every
-# message saves its state); non-ASCII characters are written as UTF-8, not escaped.
-_STATE_JSON = msgspec.json.Encoder(order="sorted")
 
 
 def state_from_json(text: str) -> ConversationState | None:
