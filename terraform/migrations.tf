@@ -191,5 +191,7 @@ resource "terraform_data" "migrate" {
     terraform_data.migrator_roles,
     google_sql_user.function,
     google_sql_database.main,
+    # The migrator's Cloud SQL and bucket grants have propagated.
+    time_sleep.iam_propagation,
   ]
 }
