@@ -205,6 +205,12 @@ def test_alerts_on_log_based_metrics_do_not_wait_for_the_metric_to_exist(tf: Ter
     assert any("local.promql" in a["query"] for a in tf.locals["alerts"].values())
 
     assert condition.get("disable_metric_validation") is True
+    # What the validation would have caught, checked here: every log-based metric an alert
+    # queries is one this configuration creates.
+    for key, spec in tf.locals["alerts"].items():
+        assert "logging_googleapis_com:user_" not in spec["query"], key  # only via local.promql
+        for name in re.findall(r"local\.promql\.([a-z0-9_]+)", spec["query"]):
+            assert name in tf.locals["log_metrics"], (key, name)
 
 
 # --- IAM propagation ----------------------------------------------------------------------
