@@ -37,7 +37,10 @@ resource "terraform_data" "twilio_auth_token_first_version" {
     interpreter = ["/bin/sh", "-c"]
     command     = <<-EOT
       set -eu
-      if [ -n "$(gcloud secrets versions list "$SECRET" --project="$PROJECT" --limit=1 --format='value(name)')" ]; then
+      # An assignment, so that a failing gcloud stops here (set -e) instead of reading as
+      # "no version yet".
+      versions=$(gcloud secrets versions list "$SECRET" --project="$PROJECT" --limit=1 --format='value(name)')
+      if [ -n "$versions" ]; then
         echo "$SECRET already has a version: left as it is"
         exit 0
       fi

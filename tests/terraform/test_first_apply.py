@@ -9,7 +9,10 @@ directly or through locals and other resources, which is how Terraform orders th
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import textwrap
 from functools import cache
 from typing import Any
 
@@ -122,8 +125,12 @@ def test_providers_used_are_declared(tf: Terraform) -> None:
 
     assert 'source  = "hashicorp/google-beta"' in versions
     assert 'source  = "hashicorp/time"' in versions
-    google = re.search(r'google = \{\s*source\s*= "hashicorp/google"\s*version\s*= "([^"]+)"', versions)
-    beta = re.search(r'google-beta = \{\s*source\s*= "hashicorp/google-beta"\s*version\s*= "([^"]+)"', versions)
+    google = re.search(
+        r'google = \{\s*source\s*= "hashicorp/google"\s*version\s*= "([^"]+)"', versions
+    )
+    beta = re.search(
+        r'google-beta = \{\s*source\s*= "hashicorp/google-beta"\s*version\s*= "([^"]+)"', versions
+    )
     assert google and beta and google.group(1) == beta.group(1)
     assert 'provider "google-beta"' in versions
 
@@ -220,7 +227,7 @@ def test_functions_and_the_migration_wait_for_their_grants_to_propagate(tf: Terr
     sleeps = tf.resources.get("time_sleep", {})
     assert "iam_propagation" in sleeps
     sleep = sleeps["iam_propagation"]
-    assert sleep["create_duration"] == "${format(\"%ds\", var.iam_propagation_seconds)}"
+    assert sleep["create_duration"] == '${format("%ds", var.iam_propagation_seconds)}'
     assert tf.variables["iam_propagation_seconds"]["default"] >= 60
     waited_for = _after(tf, "time_sleep.iam_propagation")
     for grant in (
@@ -256,3 +263,90 @@ def test_the_bucket_never_deletes_a_live_archive(tf: Terraform) -> None:
         archived_only = condition.get("with_state") == "ARCHIVED"
         assert archived_only or set(condition) <= NONCURRENT_ONLY, condition
     assert any("days_since_noncurrent_time" in one(r["condition"]) for r in rules)
+
+
+# --- the seed script, run against a stand-in gcloud ---------------------------------------
+
+STUB_GCLOUD = """#!/bin/sh
+echo "$*" >> "$GCLOUD_LOG"
+case "$1 $2 $3" in
+  "secrets versions list") [ -n "${LIST_FAILS:-}" ] && exit 1; printf '%s' "${EXISTING:-}"; exit 0 ;;
+  "secrets versions add") cat > "$GCLOUD_STDIN"; echo "Created version [1]"; exit 0 ;;
+esac
+exit 2
+"""
+
+
+def _heredoc(raw: str) -> str:
+    """The string an indented `<<-EOT` heredoc stands for (python-hcl2 returns it raw)."""
+    head, _, rest = raw.partition("\n")
+    assert head == "<<-EOT", head
+    body, _, tail = rest.rpartition("\n")
+    assert tail.strip() == "EOT", tail
+    assert "${" not in body and "%{" not in body  # no interpolation to resolve
+    return textwrap.dedent(body) + "\n"
+
+
+def _run_seed(
+    tmp_path: Any, *, existing: str = "", token: str = "", list_fails: bool = False
+) -> tuple[int, str, str]:
+    seed = one(load().resource("terraform_data", "twilio_auth_token_first_version")["provisioner"])
+    command = _heredoc(seed["local-exec"]["command"])
+    assert seed["local-exec"]["interpreter"] == ["/bin/sh", "-c"]
+    stub = tmp_path / "bin" / "gcloud"
+    stub.parent.mkdir(exist_ok=True)
+    stub.write_text(STUB_GCLOUD)
+    stub.chmod(0o755)
+    log, stdin = tmp_path / "argv.log", tmp_path / "stdin"
+    log.write_text("")
+    env = {
+        "PATH": f"{stub.parent}:{os.environ['PATH']}",
+        "GCLOUD_LOG": str(log),
+        "GCLOUD_STDIN": str(stdin),
+        "EXISTING": existing,
+        "SECRET": "whatsapp-handler-twilio-auth-token",
+        "PROJECT": "railrepay-prod",
+        "TWILIO_AUTH_TOKEN": token,
+    }
+    if list_fails:
+        env["LIST_FAILS"] = "1"
+    done = subprocess.run(
+        ["/bin/sh", "-c", command], env=env, capture_output=True, text=True, check=False
+    )
+    return done.returncode, log.read_text(), stdin.read_text() if stdin.exists() else ""
+
+
+TOKEN = "0123456789abcdef0123456789abcdef"
+
+
+def test_the_seed_adds_the_token_as_the_first_version_on_stdin(tmp_path: Any) -> None:
+    code, argv, stdin = _run_seed(tmp_path, token=TOKEN)
+
+    assert code == 0
+    assert (
+        "secrets versions add whatsapp-handler-twilio-auth-token --project=railrepay-prod --data-file=-"
+        in argv
+    )
+    assert stdin == TOKEN
+    assert TOKEN not in argv
+
+
+def test_the_seed_leaves_a_secret_with_a_version_alone(tmp_path: Any) -> None:
+    code, argv, _ = _run_seed(tmp_path, existing="projects/1/secrets/s/versions/3")
+
+    assert code == 0
+    assert "versions add" not in argv
+
+
+def test_the_seed_stops_the_apply_when_there_is_no_version_and_no_token(tmp_path: Any) -> None:
+    code, argv, _ = _run_seed(tmp_path)
+
+    assert code != 0
+    assert "versions add" not in argv
+
+
+def test_the_seed_stops_when_gcloud_cannot_list_the_versions(tmp_path: Any) -> None:
+    code, argv, _ = _run_seed(tmp_path, token=TOKEN, list_fails=True)
+
+    assert code != 0
+    assert "versions add" not in argv
