@@ -30,6 +30,14 @@ resource "google_project_service" "this" {
   disable_on_destroy = false
 }
 
-data "google_project" "this" {
-  project_id = var.project_id
+# Service agents Terraform grants roles to. Google creates an agent lazily (when the API
+# is first used), so on a fresh project a grant to it would fail with "service account
+# does not exist"; this creates it and gives its address (no project number is read at
+# plan time).
+resource "google_project_service_identity" "pubsub" {
+  provider = google-beta
+
+  service = "pubsub.googleapis.com"
+
+  depends_on = [google_project_service.this]
 }

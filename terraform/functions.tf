@@ -62,6 +62,9 @@ resource "google_cloudfunctions2_function" "webhook" {
     google_project_iam_member.builder,
     google_storage_bucket_iam_member.builder_reads_sources,
     google_sql_user.function,
+    # The grants above have propagated; the Twilio token's secret has its version.
+    time_sleep.iam_propagation,
+    terraform_data.twilio_auth_token_first_version,
     # RFC 10.1: the schema is migrated before a new version takes traffic.
     terraform_data.migrate,
   ]
@@ -119,6 +122,9 @@ resource "google_cloudfunctions2_function" "internal" {
     google_project_iam_member.builder,
     google_storage_bucket_iam_member.builder_reads_sources,
     google_sql_user.function,
+    # The grants above have propagated; the Twilio token's secret has its version.
+    time_sleep.iam_propagation,
+    terraform_data.twilio_auth_token_first_version,
     # RFC 10.1: the schema is migrated before a new version takes traffic.
     terraform_data.migrate,
   ]

@@ -27,24 +27,32 @@ resource "google_service_account" "scheduler" {
   account_id   = "${var.name_prefix}-scheduler"
   display_name = "whatsapp-handler Cloud Scheduler caller"
   description  = "Signs the OIDC tokens Cloud Scheduler sends to outbox_relay, outbox_purge and gdpr_cleanup."
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_service_account" "push" {
   account_id   = "${var.name_prefix}-push"
   display_name = "whatsapp-handler notification push"
   description  = "Signs the OIDC tokens the notification push subscription sends to notify."
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_service_account" "builder" {
   account_id   = "${var.name_prefix}-builder"
   display_name = "whatsapp-handler function builder"
   description  = "Cloud Build identity that turns the source archives into function images."
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_service_account" "migrator" {
   account_id   = "${var.name_prefix}-migrator"
   display_name = "whatsapp-handler migrations"
   description  = "Runs `whatsapp-handler migrate` in the migration job; owns the whatsapp_handler schema."
+
+  depends_on = [google_project_service.this]
 }
 
 # --- database: connect through the Cloud SQL connector as an IAM database user ----------
@@ -128,7 +136,7 @@ resource "google_cloud_run_service_iam_member" "push_notify" {
 # Pub/Sub's service agent mints the push subscription's OIDC tokens, and moves messages
 # to dead-letter topics (publish there, acknowledge on the source subscription).
 locals {
-  pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  pubsub_service_agent = google_project_service_identity.pubsub.member
 }
 
 resource "google_service_account_iam_member" "pubsub_mints_push_tokens" {
@@ -162,4 +170,34 @@ resource "google_storage_bucket_iam_member" "migrator_reads_sources" {
   bucket = google_storage_bucket.sources.name
   role   = "roles/storage.objectViewer"
   member = google_service_account.migrator.member
+}
+
+# --- waiting for the grants ---------------------------------------------------------------
+
+# IAM grants take effect across Google Cloud within about two minutes (sometimes longer).
+# Deploying a function checks its account can read its secrets, and its build runs as the
+# builder at once; the migration job mounts the sources bucket and logs in to Cloud SQL
+# as the migrator. Right after the grants those can fail where a rerun would pass, so the
+# functions and the migration wait here once. It waits again when the set of grants
+# changes (a new function, secret or role), not on other applies. Grants only used at
+# run time (Cloud Scheduler and the push subscription invoking, the Pub/Sub agent minting
+# tokens) are not waited for: their callers retry.
+resource "time_sleep" "iam_propagation" {
+  create_duration = format("%ds", var.iam_propagation_seconds)
+
+  triggers = {
+    grants = join(",", sort(concat(
+      keys(local.secret_grants),
+      keys(local.sql_grants),
+      ["builder", "migrator"],
+    )))
+  }
+
+  depends_on = [
+    google_secret_manager_secret_iam_member.function,
+    google_project_iam_member.sql,
+    google_project_iam_member.builder,
+    google_storage_bucket_iam_member.builder_reads_sources,
+    google_storage_bucket_iam_member.migrator_reads_sources,
+  ]
 }

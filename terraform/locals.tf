@@ -160,10 +160,12 @@ locals {
 
   # Secret environment variables: name -> secret and the pinned version. Pinning (not
   # "latest") makes a new version roll every function that reads it, in the same apply.
+  # The Twilio token's versions are added by the operator (secrets.tf), so its pin is the
+  # version number they name: 1 after the first apply, then each rotation's.
   secrets = {
     TWILIO_AUTH_TOKEN = {
       secret_id = google_secret_manager_secret.twilio_auth_token.secret_id
-      version   = google_secret_manager_secret_version.twilio_auth_token.version
+      version   = tostring(var.twilio_auth_token_version)
     }
     OTP_PEPPER = {
       secret_id = google_secret_manager_secret.otp_pepper.secret_id

@@ -152,8 +152,9 @@ resource "google_cloud_run_v2_job" "migrate" {
 }
 
 # The migrator owns the schema: it needs CREATE on the database, which only a member of
-# cloudsqlsuperuser can be given on Cloud SQL. The Terraform provider cannot assign
-# database roles to IAM users, gcloud can (idempotent).
+# cloudsqlsuperuser can be given on Cloud SQL. gcloud assigns it (idempotent):
+# google_sql_user's database_roles exists only in late 7.x providers, above the floor in
+# versions.tf.
 resource "terraform_data" "migrator_roles" {
   triggers_replace = [google_sql_user.migrator.id]
 
@@ -191,5 +192,7 @@ resource "terraform_data" "migrate" {
     terraform_data.migrator_roles,
     google_sql_user.function,
     google_sql_database.main,
+    # The migrator's Cloud SQL and bucket grants have propagated.
+    time_sleep.iam_propagation,
   ]
 }

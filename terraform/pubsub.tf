@@ -135,7 +135,11 @@ resource "google_pubsub_subscription" "notify_push" {
     max_delivery_attempts = 10
   }
 
-  depends_on = [google_cloud_run_service_iam_member.push_notify]
+  # The push account may invoke notify, and Pub/Sub's agent may mint its tokens.
+  depends_on = [
+    google_cloud_run_service_iam_member.push_notify,
+    google_service_account_iam_member.pubsub_mints_push_tokens,
+  ]
 }
 
 resource "google_pubsub_subscription" "notifications_dead_letter" {

@@ -23,10 +23,14 @@ resource "google_storage_bucket" "sources" {
     enabled = true
   }
 
-  # Archives are content-addressed; keep a quarter of releases for rollbacks by object name.
+  # Archives are content-addressed: an archive whose code changed is replaced by one of a
+  # new name, and the old one becomes a noncurrent (archived) version. Noncurrent versions
+  # go after 90 days (a quarter of releases for rollbacks by object name). The live
+  # archives, which the functions and the migration job point at, are never deleted,
+  # however old: a function whose code has not changed keeps its archive.
   lifecycle_rule {
     condition {
-      age = 90
+      days_since_noncurrent_time = 90
     }
     action {
       type = "Delete"

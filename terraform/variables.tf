@@ -79,10 +79,11 @@ variable "twilio_whatsapp_from" {
 
 variable "twilio_auth_token" {
   description = <<-EOT
-    Twilio auth token. Needed on the first apply and when rotating (bump
-    twilio_auth_token_version at the same time); otherwise leave unset. Ephemeral and
-    written through a write-only argument: never in the state, the plan or an output.
-    Pass it as TF_VAR_twilio_auth_token, not on the command line.
+    Twilio auth token, only for the first apply into a fresh project: it becomes version 1
+    of the token's secret. Ignored once the secret has a version, so leave it unset on
+    every other apply; rotation adds versions with gcloud (docs/runbook.md). Ephemeral:
+    never in the state, the plan or an output. Pass it as TF_VAR_twilio_auth_token, not on
+    the command line.
   EOT
   type        = string
   default     = null
@@ -97,7 +98,7 @@ variable "twilio_auth_token" {
 }
 
 variable "twilio_auth_token_version" {
-  description = "Bump (1, 2, 3...) together with TF_VAR_twilio_auth_token to store a new token version and roll every function that uses it."
+  description = "The Secret Manager version of the Twilio token the functions read (1 after the first apply). After `gcloud secrets versions add` of a new token, set it to the version gcloud printed: the apply rolls every function that uses it."
   type        = number
   default     = 1
 
@@ -387,6 +388,17 @@ variable "run_migrations_on_apply" {
   description = "Run `whatsapp-handler migrate up` (the migration job, via gcloud) whenever the code changes, before the functions are updated. Needs gcloud where terraform runs."
   type        = bool
   default     = true
+}
+
+variable "iam_propagation_seconds" {
+  description = "How long the first apply (and one that adds grants) waits for new IAM grants to propagate before the functions deploy and the migration job runs."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.iam_propagation_seconds >= 0 && var.iam_propagation_seconds <= 600
+    error_message = "iam_propagation_seconds must be 0-600."
+  }
 }
 
 variable "migrate_image" {
