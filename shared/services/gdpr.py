@@ -221,7 +221,7 @@ def run_retention(
         )
         # Now, not after the run: a number erased here may sign up again before the run
         # ends, and its new state must not be deleted with the old one.
-        _forget(database, target, erased, progress)
+        forget_erased(database, target, erased, progress)
         moment = clock()
         pause = (moment - started) * _PAUSE_PER_BATCH_SECOND
         if moment + pause >= deadline:
@@ -320,7 +320,7 @@ def _erase_one_by_one(
     return erased, failed
 
 
-def _forget(
+def forget_erased(
     database: Database, target: RedisTarget, erased: list[Erased], progress: _Progress
 ) -> None:
     """After the commit: Redis is a cache of what PostgreSQL no longer holds. A number
@@ -385,7 +385,7 @@ def erase_on_request(
             return RequestResult(user_id, outcome)
         uow.commit()
     progress = _Progress()
-    _forget(database, target, [erased], progress)
+    forget_erased(database, target, [erased], progress)
     log.info("user erased on request", action="gdpr.erased_on_request", user_id=str(user_id))
     return RequestResult(
         user_id, RequestOutcome.ERASED, progress.redis_keys_deleted, progress.redis_errors
