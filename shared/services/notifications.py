@@ -35,6 +35,7 @@ from shared.notification_policy import (
     Send,
     SendTemplate,
     Skip,
+    SkipReason,
     decide,
 )
 from shared.settings import Settings
@@ -42,8 +43,8 @@ from shared.settings import Settings
 log = get_logger("notifier")
 
 WHATSAPP_PREFIX = "whatsapp:"
-# The skip reason when the recipient was erased between the claim and the send.
-ERASED_REASON = "user_erased"
+# Also the skip reason when the recipient was erased between the claim and the send.
+ERASED_REASON = SkipReason.ERASED.value
 
 
 class RetryLater(DependencyUnavailable):

@@ -120,8 +120,8 @@ def test_an_erasure_committed_after_the_claim_stops_the_send(users: Users, servi
     finally:
         database.close()
 
-    assert (result.status, result.reason) == (DeliveryStatus.SKIPPED, "user_erased")
+    assert (result.status, result.reason) == (DeliveryStatus.SKIPPED, "erased")
     assert services.twilio.messages == []
     assert [(row["status"], row["reason"]) for row in users.deliveries()] == [
-        ("skipped", "user_erased")
+        ("skipped", "erased")
     ]
