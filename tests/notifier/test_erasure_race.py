@@ -122,6 +122,4 @@ def test_an_erasure_committed_after_the_claim_stops_the_send(users: Users, servi
 
     assert (result.status, result.reason) == (DeliveryStatus.SKIPPED, "erased")
     assert services.twilio.messages == []
-    assert [(row["status"], row["reason"]) for row in users.deliveries()] == [
-        ("skipped", "erased")
-    ]
+    assert [(row["status"], row["reason"]) for row in users.deliveries()] == [("skipped", "erased")]
