@@ -1,6 +1,7 @@
 """Deliver one notification request (contract 6a), exactly once per notification_id.
 
-    claim (ledger row, read with the user and preferences) -> decide -> send -> record
+    claim (ledger row, read with the user and preferences) -> decide
+      -> hold the user row (still not erased) -> send -> record
 
 The ledger ``notification_deliveries`` makes redeliveries and concurrent deliveries
 harmless: only the attempt that claims the id sends. A finished row ('sent', 'skipped',
