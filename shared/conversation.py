@@ -425,9 +425,16 @@ def reconcile(
     allowed = allowed_phases(user)
     if state.phase not in allowed or (state.phase in CLAIM_PHASES and state.claim is None):
         return ConversationState(phase=home, conversation_id=state.conversation_id)
-    if state.phase is Phase.CONFIRM_ERASURE and state.resume_phase not in allowed:
-        return replace(state, resume_phase=home)
-    if state.phase not in CLAIM_PHASES and state.claim is not None:
+    if state.phase is Phase.CONFIRM_ERASURE and (
+        state.resume_phase not in allowed
+        or (state.resume_phase in CLAIM_PHASES and state.claim is None)
+    ):
+        state = replace(state, resume_phase=home)
+    # A pending erasure keeps the claim it interrupted: a NO returns to it (D71).
+    holds_claim = state.phase in CLAIM_PHASES or (
+        state.phase is Phase.CONFIRM_ERASURE and state.resume_phase in CLAIM_PHASES
+    )
+    if not holds_claim and state.claim is not None:
         return replace(state, claim=None)
     return state
 

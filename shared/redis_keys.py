@@ -2,7 +2,12 @@
 
 Keys that concern a person are named by a keyed hash of the phone number, not by the
 number: a `KEYS *` or a memory dump shows no phone numbers, and erasure can still find
-every key of a person (``keys_for_phone``) because the hash is computable from the number.
+every key of a person because the hash is computable from the number.
+
+Erasure deletes a person's state (``state_keys``), never their rate-limit counters
+(``<prefix>rl:``): a counter holds the hash and a count, nothing the hash does not, and
+expires with its window; deleting it let a number reset its limits by erasing itself
+(issue 19, D70).
 """
 
 from __future__ import annotations
@@ -35,8 +40,13 @@ class RedisKeys:
         return f"{self._prefix}msg:{message_sid}"
 
     def person_pattern(self, phone_number: str) -> str:
-        """A SCAN pattern matching every key that names this person."""
+        """A SCAN pattern matching every key that names this person, counters included."""
         return f"{self._prefix}*{self.phone_tag(phone_number)}*"
+
+    def state_keys(self, phone_number: str) -> list[str]:
+        """The keys erasure deletes: everything kept about this person except the rate-limit
+        counters, which must outlive an erasure (they expire with their window)."""
+        return [self.conversation(phone_number)]
 
 
 def keys_for_settings(prefix: str, pepper: bytes) -> RedisKeys:

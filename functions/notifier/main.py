@@ -10,10 +10,14 @@ The HTTP answer is Pub/Sub's acknowledgement:
   (Twilio 4xx), or malformed (it could never succeed; redelivering it would loop).
 - 503 (redelivered with backoff, dead-lettered in the end): Twilio 5xx/429/timeout, the
   database unavailable, or another attempt still holding this notification.
+- 400 with a JSON reason, before functions-framework parses anything: a body larger than
+  ``NOTIFY_BODY_MAX_BYTES`` (refused on its Content-Length unread, or read no further
+  than the limit when chunked), or JSON nested too deeply for a parser (D73).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +26,7 @@ from functools import lru_cache
 import flask
 import functions_framework
 from cloudevents.http import CloudEvent
-from werkzeug.exceptions import ServiceUnavailable
+from werkzeug.exceptions import RequestEntityTooLarge, ServiceUnavailable
 
 from shared import startup
 from shared.adapters.twilio_messages import TwilioMessages
@@ -41,6 +45,10 @@ from shared.settings import Settings, load_settings
 
 log = get_logger("notifier")
 _SAFE_CORRELATION_ID = re.compile(CORRELATION_ID_PATTERN)
+
+# One of our requests is at most MAX_REQUEST_BYTES (32 KB) of data, 43 KB in base64;
+# Pub/Sub's attributes (at most 100 of 1.3 KB) and the envelope fit in the rest.
+NOTIFY_BODY_MAX_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,35 @@ def notify(event: CloudEvent) -> None:
                 notification_id=request.notification_id,
             )
         raise ServiceUnavailable(description=error.reason) from error
+
+
+def refuse_unparseable_bodies() -> flask.Response | None:
+    """Before functions-framework parses the body (it reads it whole, then json.loads it):
+    too big, or nested past the parser's recursion limit (a 500 from the framework)."""
+    request = flask.request
+    request.max_content_length = NOTIFY_BODY_MAX_BYTES
+    try:
+        body = request.get_data()  # cached: the framework's get_data() reuses it
+    except RequestEntityTooLarge:
+        return _refused(f"body larger than {NOTIFY_BODY_MAX_BYTES} bytes")
+    try:
+        json.loads(body)
+    except RecursionError:
+        return _refused("body is nested too deeply")
+    except ValueError:
+        pass  # not JSON: the framework refuses it, or it is a binary CloudEvent's data
+    return None
+
+
+def _refused(reason: str) -> flask.Response:
+    # The unread rest of a body too big is never held: gunicorn drains at most 64 KB of
+    # it, then closes the connection.
+    log.warning("push body refused", action="notification.body_refused", reason=reason)
+    return json_response({"error": reason}, status=400)
+
+
+if flask.has_app_context():  # functions-framework imports this module inside its app
+    flask.current_app.before_request(refuse_unparseable_bodies)
 
 
 @functions_framework.errorhandler(TypeError)  # type: ignore[untyped-decorator]

@@ -3,8 +3,9 @@ job and `whatsapp-handler erase USER_ID`.
 
 The database part runs inside the caller's unit of work, so the anonymisation, the
 preferences deletion, the payload scrub and the `user.gdpr.erased` outbox row commit
-together or not at all. Redis keys are deleted after the commit (``forget_in_redis``):
-they hold no data that is not also gone from PostgreSQL, and they expire in 24 h anyway.
+together or not at all. The person's Redis state is deleted after the commit
+(``forget_in_redis``): it holds no data that is not also gone from PostgreSQL, and it
+expires in 24 h anyway. Rate-limit counters are kept until their window ends (D70).
 """
 
 from __future__ import annotations
@@ -108,11 +109,9 @@ def erase_user(
 
 
 def forget_in_redis(client: redis.Redis, keys: RedisKeys, phone_number: str) -> int:
-    """Delete every key naming this person (conversation state, rate-limit counters)."""
-    doomed = [keys.conversation(phone_number)]
-    pattern = keys.person_pattern(phone_number)
-    doomed.extend(str(key) for key in client.scan_iter(match=pattern, count=1000))
-    return cast(int, client.delete(*set(doomed)))
+    """Delete this person's state in Redis (the conversation); the rate-limit counters stay
+    until their window ends (D70), or erasing and signing up again would reset them."""
+    return cast(int, client.delete(*keys.state_keys(phone_number)))
 
 
 def forget_many_in_redis(
@@ -120,26 +119,12 @@ def forget_many_in_redis(
     keys: RedisKeys,
     phone_numbers: Iterable[str],
     *,
-    prefix: str,
     chunk: int = 500,
 ) -> int:
-    """``forget_in_redis`` for a whole batch with ONE pass over the service's keys.
-
-    A SCAN per person walks the whole keyspace each time (500 people, 500 walks); here
-    every key under ``prefix`` (REDIS_KEY_PREFIX) is read once, and deleted when one of
-    its ``:``-separated parts is a phone tag of the batch (the shape of every key that
-    ``RedisKeys`` names after a person).
-    """
-    phones = set(phone_numbers)
-    if not phones:
-        return 0
-    tags = {keys.phone_tag(phone) for phone in phones}
-    doomed = {keys.conversation(phone) for phone in phones}
-    for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        if not tags.isdisjoint(str(key).split(":")):
-            doomed.add(str(key))
+    """``forget_in_redis`` for a batch: the keys are computed from the numbers, so no SCAN
+    of the keyspace (a SCAN of 60K keys took 0.18 s), one DEL per ``chunk`` keys."""
+    doomed = sorted({key for phone in set(phone_numbers) for key in keys.state_keys(phone)})
     deleted = 0
-    ordered = sorted(doomed)
-    for start in range(0, len(ordered), chunk):
-        deleted += cast(int, client.delete(*ordered[start : start + chunk]))
+    for start in range(0, len(doomed), chunk):
+        deleted += cast(int, client.delete(*doomed[start : start + chunk]))
     return deleted

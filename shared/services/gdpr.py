@@ -9,9 +9,10 @@ erasure routine (RFC 7.2, corrected; shared/services/erasure.py). The work goes 
   whole batch), and committed together, so a crash part-way leaves
   every user either fully anonymised or untouched, and a second run at the same time
   takes other users instead of waiting for (or deadlocking with) the first;
-- Redis keys naming the run's people go after its last commit, in one pass over the
-  keyspace (they expire on their own, and deleting them first would let a rolled-back
-  batch lose live conversations);
+- each batch's Redis state (conversation keys; the rate-limit counters stay, D70) goes
+  right after that batch commits, never before (a rolled-back batch must not lose live
+  conversations), and never for a number that has a live user row again: a person erased
+  in batch 1 who signs up again before the run ends keeps their new conversation (D72);
 - a batch that fails with a database error is retried one user per transaction, so one
   bad row cannot stall retention for everyone; the users that still fail are reported
   and left for the next run;
@@ -199,41 +200,35 @@ def run_retention(
     failed: list[UUID] = []
     progress = _Progress()
     backlog_done = False
-    committed: list[Erased] = []  # forgotten in Redis once, after the last batch
-    try:
+    moment = clock()
+    while moment < deadline:
+        started = moment
+        claimed, erased = _erase_one_batch(database, cutoff, failed, policy, now, correlation_id)
+        if claimed is None:
+            backlog_done = True
+            break
+        if erased is None:
+            erased, newly_failed = _erase_one_by_one(database, claimed, now, correlation_id)
+            failed.extend(newly_failed)
+        progress.batches += 1
+        progress.anonymised += len(erased)
+        log.info(
+            "retention batch committed",
+            action="gdpr.batch_committed",
+            batch=progress.batches,
+            claimed=len(claimed),
+            anonymised=len(erased),
+        )
+        # Now, not after the run: a number erased here may sign up again before the run
+        # ends, and its new state must not be deleted with the old one.
+        forget_erased(database, target, erased, progress)
         moment = clock()
-        while moment < deadline:
-            started = moment
-            claimed, erased = _erase_one_batch(
-                database, cutoff, failed, policy, now, correlation_id
-            )
-            if claimed is None:
-                backlog_done = True
-                break
-            if erased is None:
-                erased, newly_failed = _erase_one_by_one(database, claimed, now, correlation_id)
-                failed.extend(newly_failed)
-            progress.batches += 1
-            progress.anonymised += len(erased)
-            committed.extend(erased)
-            log.info(
-                "retention batch committed",
-                action="gdpr.batch_committed",
-                batch=progress.batches,
-                claimed=len(claimed),
-                anonymised=len(erased),
-            )
-            moment = clock()
-            pause = (moment - started) * _PAUSE_PER_BATCH_SECOND
-            if moment + pause >= deadline:
-                break  # no time for another batch after the pause
-            if pause > 0:
-                sleep(pause)
-                moment += pause
-    finally:
-        # One pass over the keyspace for the whole run, not one per batch (a SCAN of 60K
-        # keys took 0.18 s); also when the database went away after some batches.
-        _forget(target, committed, progress)
+        pause = (moment - started) * _PAUSE_PER_BATCH_SECOND
+        if moment + pause >= deadline:
+            break  # no time for another batch after the pause
+        if pause > 0:
+            sleep(pause)
+            moment += pause
     summary = RetentionSummary(
         cutoff=cutoff,
         anonymised=progress.anonymised,
@@ -325,19 +320,26 @@ def _erase_one_by_one(
     return erased, failed
 
 
-def _forget(target: RedisTarget, erased: list[Erased], progress: _Progress) -> None:
-    """After the commit: Redis is a cache of what PostgreSQL no longer holds."""
+def forget_erased(
+    database: Database, target: RedisTarget, erased: list[Erased], progress: _Progress
+) -> None:
+    """After the commit: Redis is a cache of what PostgreSQL no longer holds. A number
+    that has a live user row again (signed up since its erasure) is left alone: its
+    state is the new user's. Best effort: the keys expire on their own (24 h at most)."""
     if not erased:
         return
     try:
+        numbers = {item.phone_number for item in erased}
+        with database.unit_of_work() as uow:
+            live = {
+                str(row["phone_number"])
+                for row in uow.fetch_all("gdpr_live_numbers", phone_numbers=sorted(numbers))
+            }
         progress.redis_keys_deleted += forget_many_in_redis(
-            target.client,
-            target.keys,
-            (item.phone_number for item in erased),
-            prefix=target.prefix,
+            target.client, target.keys, sorted(numbers - live)
         )
-    except redis.RedisError as error:
-        # The keys expire on their own (24 h at most); the erasure itself is committed.
+    except (redis.RedisError, DependencyUnavailable) as error:
+        # The erasure itself is committed; only the clean-up is missed.
         progress.redis_errors += 1
         log.warning(
             "redis clean-up failed after erasure",
@@ -383,7 +385,7 @@ def erase_on_request(
             return RequestResult(user_id, outcome)
         uow.commit()
     progress = _Progress()
-    _forget(target, [erased], progress)
+    forget_erased(database, target, [erased], progress)
     log.info("user erased on request", action="gdpr.erased_on_request", user_id=str(user_id))
     return RequestResult(
         user_id, RequestOutcome.ERASED, progress.redis_keys_deleted, progress.redis_errors

@@ -1,6 +1,7 @@
 """Deliver one notification request (contract 6a), exactly once per notification_id.
 
-    claim (ledger row, read with the user and preferences) -> decide -> send -> record
+    claim (ledger row, read with the user and preferences) -> decide
+      -> hold the user row (still not erased) -> send -> record
 
 The ledger ``notification_deliveries`` makes redeliveries and concurrent deliveries
 harmless: only the attempt that claims the id sends. A finished row ('sent', 'skipped',
@@ -35,6 +36,7 @@ from shared.notification_policy import (
     Send,
     SendTemplate,
     Skip,
+    SkipReason,
     decide,
 )
 from shared.settings import Settings
@@ -42,6 +44,8 @@ from shared.settings import Settings
 log = get_logger("notifier")
 
 WHATSAPP_PREFIX = "whatsapp:"
+# Also the skip reason when the recipient was erased between the claim and the send.
+ERASED_REASON = SkipReason.ERASED.value
 
 
 class RetryLater(DependencyUnavailable):
@@ -127,27 +131,37 @@ def deliver_notification(
         uow.commit()  # the claim is visible to every other deliverer before we send
     assert user is not None  # noqa: S101 - decide() skips unknown users
 
-    try:
-        sent = _send(
-            messages,
-            decision,
-            to=WHATSAPP_PREFIX + str(user["phone_number"]),
-            from_=config.whatsapp_from,
+    with database.unit_of_work() as uow:
+        # The recipient's row is held (KEY SHARE) through the send: an erasure waits for
+        # the message to be out, and one that committed since the claim is seen here, so
+        # nothing goes to a number erased before the send (D74). The lock transaction
+        # writes nothing; leaving the block rolls it back and frees the row.
+        held = uow.fetch_one(
+            "lock_notification_recipient",
+            user_id=request.user_id,
+            phone_number=str(user["phone_number"]),
         )
-    except Exception as error:
-        if is_retryable(error):
-            _release(database, claim)
-            reason = _twilio_reason(error)
-            log.warning(
-                "notification will be retried", action="notification.retry", reason=reason, **ids
+        if held is None:
+            uow.execute_later(
+                "complete_notification",
+                **_completion(claim, DeliveryStatus.SKIPPED, now=now, reason=ERASED_REASON),
             )
-            raise RetryLater(f"twilio: {reason}") from error
-        reason = _twilio_reason(error)
-        _record(database, claim, DeliveryStatus.FAILED, reason=reason, now=now, ids=ids)
-        log.warning(
-            "notification failed for good", action="notification.failed", reason=reason, **ids
-        )
-        return DeliveryResult(DeliveryStatus.FAILED, reason=reason)
+            uow.commit()
+            log.info(
+                "notification skipped", action="notification.skipped", reason=ERASED_REASON, **ids
+            )
+            return DeliveryResult(DeliveryStatus.SKIPPED, reason=ERASED_REASON)
+        try:
+            sent: SentMessage | Exception = _send(
+                messages,
+                decision,
+                to=WHATSAPP_PREFIX + str(user["phone_number"]),
+                from_=config.whatsapp_from,
+            )
+        except Exception as error:
+            sent = error  # answered below, once the row is free again
+    if isinstance(sent, Exception):
+        return _not_sent(database, claim, sent, now=now, ids=ids)
 
     kind = "template" if isinstance(decision, SendTemplate) else "text"
     _record(
@@ -161,6 +175,22 @@ def deliver_notification(
         **ids,
     )
     return DeliveryResult(DeliveryStatus.SENT, reason=kind, message_sid=sent.sid)
+
+
+def _not_sent(
+    database: Database, claim: _Claim, error: Exception, *, now: datetime, ids: dict[str, str]
+) -> DeliveryResult:
+    """Twilio refused or failed: retry later (RetryLater) or record a failure for good."""
+    reason = _twilio_reason(error)
+    if is_retryable(error):
+        _release(database, claim)
+        log.warning(
+            "notification will be retried", action="notification.retry", reason=reason, **ids
+        )
+        raise RetryLater(f"twilio: {reason}") from error
+    _record(database, claim, DeliveryStatus.FAILED, reason=reason, now=now, ids=ids)
+    log.warning("notification failed for good", action="notification.failed", reason=reason, **ids)
+    return DeliveryResult(DeliveryStatus.FAILED, reason=reason)
 
 
 def _already_claimed(existing: Row | None, ids: dict[str, str]) -> DeliveryResult:

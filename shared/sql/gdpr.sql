@@ -20,3 +20,11 @@ SELECT count(*) AS candidates, min(last_active_at) AS oldest_last_active_at
  WHERE last_active_at < :cutoff
    AND anonymized_at IS NULL;
 
+
+-- name: gdpr_live_numbers
+-- Of the numbers just erased, those that have a live (not anonymised) user row again:
+-- the person signed up anew since, and their Redis state is the new user's to keep.
+SELECT phone_number
+  FROM whatsapp_handler.users
+ WHERE phone_number = ANY(CAST(:phone_numbers AS text[]))
+   AND anonymized_at IS NULL;

@@ -85,3 +85,16 @@ DELETE FROM whatsapp_handler.notification_deliveries d
 SELECT count(*) AS purgeable
   FROM whatsapp_handler.notification_deliveries
  WHERE claimed_at < :cutoff;
+
+-- name: lock_notification_recipient
+-- Held through the Twilio send (D74): an erasure (lock_users_for_erasure, FOR UPDATE)
+-- waits until the message is out, and one that committed after the claim is seen here as
+-- no row, so nothing goes to a number erased before the send. KEY SHARE does not block
+-- the webhook's own updates of the row (last_active_at, OTP fields), only key changes
+-- and FOR UPDATE; retention's SKIP LOCKED passes the row over until the next run.
+SELECT id
+  FROM whatsapp_handler.users
+ WHERE id = :user_id
+   AND phone_number = :phone_number
+   AND anonymized_at IS NULL
+   FOR KEY SHARE;

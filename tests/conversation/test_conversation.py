@@ -401,3 +401,39 @@ def test_unreadable_state_is_none(raw: str) -> None:
 )
 def test_known_bad_states_are_none(raw: str) -> None:
     assert c.state_from_json(raw) is None
+
+
+@pytest.mark.parametrize("phase", sorted(c.CLAIM_PHASES))
+@pytest.mark.parametrize("answer", ["NO", "no thanks", "keep it"])
+def test_declining_an_erasure_returns_to_the_claim_with_its_draft(
+    phase: c.Phase, answer: str
+) -> None:
+    claiming = state(phase)
+    asked = step(claiming, "DELETE MY DATA")
+    assert asked.state is not None and asked.state.phase is c.Phase.CONFIRM_ERASURE
+
+    declined = step(asked.state, answer)
+
+    assert declined.state == claiming
+    assert declined.effects == ()
+    assert "haven't deleted" in declined.reply and c.prompt(claiming, CONFIG) in declined.reply
+
+
+def test_a_claim_interrupted_by_an_erasure_question_goes_on_after_no() -> None:
+    current: c.ConversationState | None = state(c.Phase.MENU)
+    for text in ("CLAIM", "yesterday", "Leeds to York", "DELETE MY DATA", "NO", "08:02"):
+        decision = step(current, text)
+        current = decision.state
+    assert current is not None and current.phase is c.Phase.CLAIM_TICKET
+    assert current.claim is not None
+    assert (current.claim.origin, current.claim.destination) == ("Leeds", "York")
+    assert current.claim.journey_date == date(2026, 11, 23)
+    assert current.claim.departure == datetime(2026, 11, 23, 8, 2, tzinfo=UK)
+    assert "08:02" in decision.reply
+
+
+def test_a_pending_erasure_without_its_claim_returns_home() -> None:
+    orphan = state(c.Phase.CONFIRM_ERASURE, resume_phase=c.Phase.CLAIM_TIME)
+    declined = step(orphan, "NO")
+    assert declined.state is not None and declined.state.phase is c.Phase.MENU
+    assert declined.state.claim is None

@@ -174,11 +174,14 @@ def test_after_erasure_the_number_is_nowhere(
 
     summary = run(db, target)
 
-    assert summary.anonymised == 1 and summary.redis_keys_deleted == 3
+    assert summary.anonymised == 1 and summary.redis_keys_deleted == 1
     assert tables_containing(sql, digits) == []
     assert tables_containing(sql, "Leeds") == []  # free text of an unpublished event
     assert redis_entries_containing(client, clean_state.redis_prefix, [digits]) == []
-    assert list(client.scan_iter(match=keys.person_pattern(PHONE))) == []
+    assert not client.exists(keys.conversation(PHONE))
+    # The counters hold the tag and a count, and expire with their window (D70).
+    assert client.exists(keys.inbound_rate(PHONE, 29_000_000))
+    assert client.exists(keys.otp_rate(PHONE, 480_000))
     # Someone else's keys and row are left alone.
     assert client.exists(keys.conversation("+447700900732"))
     assert client.exists(keys.inbound_rate("+447700900732", 29_000_000))
@@ -419,3 +422,73 @@ def test_no_pause_is_taken_that_would_end_past_the_time_budget(
 
     assert (first.anonymised, first.batches, first.status) == (2, 1, "time_budget_spent")
     assert pauses == []
+
+
+NEW_STATE = json.dumps({"state": "claim", "new": True})
+
+
+def test_a_person_who_signs_up_again_during_the_run_keeps_their_new_state(
+    db: Database, sql: Any, target: Any
+) -> None:
+    erased_first = add_user(sql, PHONE, last_active_at=OLD - timedelta(days=1))  # batch 1
+    add_inactive_users(sql, 3)
+    keys = redis_keys()
+    client = target.client
+    client.set(keys.conversation(PHONE), json.dumps({"state": "claim", "old": True}))
+    small = gdpr.RetentionPolicy(inactivity_days=180, batch_size=2, max_run_seconds=300)
+    clock = _SteppingClock()
+    seen_between_batches: list[bool] = []
+
+    def between_batches(seconds: float) -> None:
+        clock.sleep(seconds)
+        if len(clock.pauses) == 1:
+            # Batch 1 is committed: its state is gone already, not at the end of the run.
+            seen_between_batches.append(bool(client.exists(keys.conversation(PHONE))))
+            # The person signs up again (what the webhook writes) and starts a claim.
+            add_user(sql, PHONE, last_active_at=NOW)
+            client.set(keys.conversation(PHONE), NEW_STATE)
+            client.set(keys.otp_rate(PHONE, 480_000), 1)
+
+    summary = run(db, target, small, clock=clock, sleep=between_batches)
+
+    assert (summary.anonymised, summary.batches, summary.status) == (4, 2, "complete")
+    assert user(sql, erased_first)["anonymized_at"] == NOW
+    assert seen_between_batches == [False]
+    assert client.get(keys.conversation(PHONE)) == NEW_STATE
+    assert client.get(keys.otp_rate(PHONE, 480_000)) == "1"
+    (again,) = sql(
+        "SELECT anonymized_at FROM whatsapp_handler.users WHERE phone_number = :p", p=PHONE
+    )
+    assert again == {"anonymized_at": None}
+
+
+def test_a_number_with_a_live_row_again_keeps_its_state_when_its_erasure_is_forgotten(
+    db: Database, sql: Any, target: Any
+) -> None:
+    # The window between a batch's commit and its clean-up: the person is back already.
+    erased_id = add_user(sql, PHONE, last_active_at=OLD)
+    with db.unit_of_work() as uow:
+        erased = gdpr.erase_user(
+            uow, erased_id, reason=gdpr.ErasureReason.RETENTION, now=NOW, correlation_id="c"
+        )
+        uow.commit()
+    assert erased is not None
+    keys = redis_keys()
+    add_user(sql, PHONE, last_active_at=NOW)
+    target.client.set(keys.conversation(PHONE), NEW_STATE)
+    gone = "+447700900799"
+    gone_id = add_user(sql, gone, last_active_at=OLD)
+    with db.unit_of_work() as uow:
+        also_erased = gdpr.erase_user(
+            uow, gone_id, reason=gdpr.ErasureReason.RETENTION, now=NOW, correlation_id="c"
+        )
+        uow.commit()
+    assert also_erased is not None
+    target.client.set(keys.conversation(gone), "{}")
+    progress = gdpr._Progress()
+
+    gdpr.forget_erased(db, target, [erased, also_erased], progress)
+
+    assert target.client.get(keys.conversation(PHONE)) == NEW_STATE
+    assert not target.client.exists(keys.conversation(gone))
+    assert progress.redis_keys_deleted == 1

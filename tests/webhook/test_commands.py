@@ -79,7 +79,9 @@ def test_delete_my_data_needs_a_yes(bot: Bot, sql: Any, outbox: Any) -> None:
     assert preferences(sql) == []
     assert outbox()[-1]["event_type"] == "user.gdpr.erased"
     tag = bot.webhook.module.deps().services.keys.phone_tag(PHONE)
-    assert [key for key in bot.services.redis.scan_iter(match=f"*{tag}*")] == []
+    # Only the rate-limit counters are left; they expire with their window (D70).
+    left = [str(key) for key in bot.services.redis.scan_iter(match=f"*{tag}*")]
+    assert left and all(":rl:" in key for key in left)
     # The number is free again: the next message is a first contact.
     assert "reply YES" in bot.say("hello again")
 
