@@ -81,12 +81,14 @@ class Station(NamedTuple):
 class Match:
     station: Station
     typed: str
+    score: float = 100.0  # 100 for a name, alias or code; the fuzzy score for a typo
 
 
 @dataclass(frozen=True)
 class Choice:
     candidates: tuple[Station, ...]  # best first, 1 to MAX_CHOICES
     typed: str
+    score: float = 100.0  # the best candidate's
 
 
 @dataclass(frozen=True)
@@ -215,8 +217,9 @@ def by_crs(code: str, index: StationIndex | None = None) -> Station | None:
     return (index or default_index()).stations.get(code.strip().upper())
 
 
-def resolve(text: str, index: StationIndex | None = None) -> Resolution:
-    """One typed station name: a clear match, a choice of the best few, or none."""
+def resolve(text: str, index: StationIndex | None = None, *, fuzzy: bool = True) -> Resolution:
+    """One typed station name: a clear match, a choice of the best few, or none.
+    ``fuzzy=False`` skips the typo pass (exact names, aliases and codes only; ~3 us)."""
     index = index or default_index()
     typed = " ".join(text.split())
     key = normalise(typed)
@@ -227,7 +230,7 @@ def resolve(text: str, index: StationIndex | None = None) -> Resolution:
             return _found(table[key], typed)
     if len(key) == 3 and key.upper() in index.stations:
         return Match(index.stations[key.upper()], typed)
-    return _fuzzy(key, typed, index)
+    return _fuzzy(key, typed, index) if fuzzy else NoMatch(typed)
 
 
 def _found(stations: Sequence[Station], typed: str) -> Resolution:
@@ -269,10 +272,10 @@ def _fuzzy(key: str, typed: str, index: StationIndex) -> Resolution:
     best_station, best = ranked[0]
     runner_up = ranked[1][1] if len(ranked) > 1 else 0.0
     if best >= CLEAR_SCORE and best - runner_up >= CLEAR_LEAD:
-        return Match(best_station, typed)
+        return Match(best_station, typed, best)
     close = [
         station
         for station, score in ranked
         if score >= CHOICE_SCORE and best - score <= CHOICE_SPREAD
     ]
-    return Choice(tuple(close[:MAX_CHOICES]), typed)
+    return Choice(tuple(close[:MAX_CHOICES]), typed, best)
