@@ -35,11 +35,27 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from dateutil import parser as date_parser
 
-from shared import stations as gb
+if TYPE_CHECKING:
+    from shared import stations as gb
+
+
+class _LazyPattern:
+    """A regular expression compiled on first use. Issue 20's patterns cost ~1.5 ms to
+    compile; the webhook's cold start should not pay for answers it has not seen yet."""
+
+    def __init__(self, pattern: str, flags: int = 0) -> None:
+        self.pattern, self.flags = pattern, flags
+
+    @cached_property
+    def compiled(self) -> re.Pattern[str]:
+        return re.compile(self.pattern, self.flags)
+
 
 UK = ZoneInfo("Europe/London")
 MAX_ANSWER_CHARS = 100
@@ -86,9 +102,9 @@ _NUMBER_WORDS = {
     "nine": 9,
     "ten": 10,
 }
-_DAYS_AGO = re.compile(r"^(?P<count>[0-9]{1,3}|[a-z]+)\s+(?P<unit>days?|weeks?)\s+ago$")
-_ISO_DATE = re.compile(r"^(?P<year>[0-9]{4})[-/.](?P<month>[0-9]{1,2})[-/.](?P<day>[0-9]{1,2})$")
-_ORDINAL_DAY = re.compile(r"^(?:on\s+)?(?:the\s+)?(?P<day>[0-9]{1,2})(?:st|nd|rd|th)$")
+_DAYS_AGO = _LazyPattern(r"^(?P<count>[0-9]{1,3}|[a-z]+)\s+(?P<unit>days?|weeks?)\s+ago$")
+_ISO_DATE = _LazyPattern(r"^(?P<year>[0-9]{4})[-/.](?P<month>[0-9]{1,2})[-/.](?P<day>[0-9]{1,2})$")
+_ORDINAL_DAY = _LazyPattern(r"^(?:on\s+)?(?:the\s+)?(?P<day>[0-9]{1,2})(?:st|nd|rd|th)$")
 # Two defaults that differ in day, month and year (both leap years, both 31-day months):
 # a field the text did not give takes the default, so the two parses disagree on it.
 _NEAR_FUTURE_DAYS = 60
@@ -145,7 +161,7 @@ def parse_journey_date(text: str, *, now: datetime, window_days: int) -> date | 
 def _relative_date(cleaned: str, today: date) -> date | None:
     if cleaned in _RELATIVE_DAYS:
         return today - timedelta(days=_RELATIVE_DAYS[cleaned])
-    ago = _DAYS_AGO.match(cleaned)
+    ago = _DAYS_AGO.compiled.match(cleaned)
     if ago:
         count_text = ago["count"]
         count = int(count_text) if count_text.isdigit() else _NUMBER_WORDS.get(count_text)
@@ -153,7 +169,7 @@ def _relative_date(cleaned: str, today: date) -> date | None:
             return None
         days = count * (7 if ago["unit"].startswith("week") else 1)
         return today - timedelta(days=min(days, 9999))
-    ordinal = _ORDINAL_DAY.match(cleaned)
+    ordinal = _ORDINAL_DAY.compiled.match(cleaned)
     if ordinal:
         return _most_recent_day_of_month(int(ordinal["day"]), today)
     words = cleaned.removeprefix("on ").split()
@@ -183,7 +199,7 @@ def _most_recent_day_of_month(day: int, today: date) -> date | None:
 
 
 def _calendar_date(cleaned: str, today: date) -> date | Rejected | None:
-    iso = _ISO_DATE.match(cleaned)
+    iso = _ISO_DATE.compiled.match(cleaned)
     if iso:  # year first means year-month-day, whatever the day-first rule says
         try:
             return date(int(iso["year"]), int(iso["month"]), int(iso["day"]))
@@ -234,7 +250,7 @@ def parse_stations(text: str) -> Stations | Rejected:
     tidy = " ".join(text.split())
     if len(tidy) > 2 * MAX_STATION_CHARS + 10 + MAX_ANSWER_CHARS:
         return Rejected("That's longer than two station names.")
-    rest = _drop_phrases(_take_when(tidy).rest)
+    rest = _drop_phrases(_take_when(tidy)[0])
     if len(rest) > 2 * MAX_STATION_CHARS + 10:
         return Rejected("That's longer than two station names.")
     match = _STATIONS.match(rest)
@@ -263,13 +279,14 @@ def _check_names(origin: str, destination: str) -> Rejected | None:
 
 # --- Stations resolved, with any date or time in the same answer (issue 20) -------------
 
+
 _MONTHS = (
     "january|february|march|april|may|june|july|august|september|october|november|december"
     "|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec"
 )
 _WEEKDAY_WORDS = "|".join(sorted(_WEEKDAYS, key=len, reverse=True))
 _ORDINAL = r"[0-9]{1,2}(?:st|nd|rd|th)"
-_DATE_IN_TEXT = re.compile(
+_DATE_IN_TEXT = _LazyPattern(
     rf"""\b(?:on\s+)?(?:
         (?:the\s+)?day\s+before\s+yesterday
       | yesterday | yday | yest | today | last\s+night
@@ -289,7 +306,7 @@ _DAY_PART_WORDS = (
     r"|this\s+(?:morning|afternoon|evening)|tonight))?"
 )
 _AM_PM = r"(?:\s*(?:am|pm|a\.m\.|p\.m\.)(?![a-z]))"
-_TIME_IN_TEXT = re.compile(
+_TIME_IN_TEXT = _LazyPattern(
     rf"""(?:\b(?:at|about|around|approx|approximately|roughly)\s+|@\s*)?(?:
         \b[0-9]{{1,2}}[:.][0-9]{{2}}{_AM_PM}?
       | \b[0-9]{{1,2}}{_AM_PM}
@@ -304,7 +321,7 @@ _TIME_IN_TEXT = re.compile(
     re.I | re.X,
 )
 # "was 40 mins late", "delayed by 2 hours", "an hour late": a delay is never the time.
-_DELAY_IN_TEXT = re.compile(
+_DELAY_IN_TEXT = _LazyPattern(
     r"""(?:\b(?:was|were|is|got|ran|running|arrived)\s+)*
         (?:\b(?:delayed|late)\s+(?:by\s+)?)?
         (?:\b(?:about|over|nearly|almost|around)\s+)?
@@ -313,7 +330,7 @@ _DELAY_IN_TEXT = re.compile(
       | \b(?:was|were|got)\s+(?:late|delayed|cancelled|canceled)\b""",
     re.I | re.X,
 )
-_LEADING_PHRASE = re.compile(
+_LEADING_PHRASE = _LazyPattern(
     r"""^(?:
         (?:i|we)\s+(?:went|travelled|traveled|was\s+travelling|were\s+travelling
             |was\s+going|were\s+going|got\s+the\s+train|took\s+the\s+train
@@ -323,48 +340,42 @@ _LEADING_PHRASE = re.compile(
     )\s*""",
     re.I | re.X,
 )
-_TRAILING_PHRASE = re.compile(
+_TRAILING_PHRASE = _LazyPattern(
     r"[\s,]+(?:please|thanks|thank\s+you|ta|train|service)$|[\s,.;:!?]+$", re.I
 )
-_FROM = re.compile(r"\bfrom\s+", re.I)
+_FROM = _LazyPattern(r"\bfrom\s+", re.I)
 
 
-@dataclass(frozen=True)
-class _When:
-    rest: str  # the text without its date, time and delay
-    date_text: str | None
-    time_text: str | None
-
-
-def _take_when(tidy: str) -> _When:
-    rest = _DELAY_IN_TEXT.sub(" ", tidy)
+def _take_when(tidy: str) -> tuple[str, str | None, str | None]:
+    """(the text without its date, time and delay; the date's text; the time's text)."""
+    rest = _DELAY_IN_TEXT.compiled.sub(" ", tidy)
     date_text = time_text = None
-    found = _DATE_IN_TEXT.search(rest)
+    found = _DATE_IN_TEXT.compiled.search(rest)
     if found:
         date_text = found.group(0)
         rest = rest[: found.start()] + " " + rest[found.end() :]
-    found = _TIME_IN_TEXT.search(rest)
+    found = _TIME_IN_TEXT.compiled.search(rest)
     if found:
         time_text = found.group(0)
         rest = rest[: found.start()] + " " + rest[found.end() :]
         if date_text is None and re.search(r"this\s+\w+|tonight", time_text, re.I):
             date_text = "today"
-    return _When(" ".join(rest.split()).strip(" ,.;:"), date_text, time_text)
+    return " ".join(rest.split()).strip(" ,.;:"), date_text, time_text
 
 
 def _drop_phrases(rest: str) -> str:
     """ "I went from Kings Cross to Leeds" -> "Kings Cross to Leeds"."""
-    opening = _FROM.search(rest)
+    opening = _FROM.compiled.search(rest)
     if opening and _HAS_SEPARATOR.search(rest, opening.end()):
         rest = rest[opening.end() :]
     else:
         for _ in range(3):
-            shorter = _LEADING_PHRASE.sub("", rest, count=1)
+            shorter = _LEADING_PHRASE.compiled.sub("", rest, count=1)
             if shorter == rest:
                 break
             rest = shorter
     for _ in range(3):
-        shorter = _TRAILING_PHRASE.sub("", rest)
+        shorter = _TRAILING_PHRASE.compiled.sub("", rest)
         if shorter == rest:
             break
         rest = shorter
@@ -398,10 +409,14 @@ class JourneyDraft:
 
 
 def _resolved(resolution: gb.Resolution) -> bool:
+    from shared import stations as gb
+
     return not isinstance(resolution, gb.NoMatch)
 
 
 def _split_rank(pair: tuple[gb.Resolution, gb.Resolution]) -> tuple[int, int, float]:
+    from shared import stations as gb
+
     matches = sum(isinstance(found, gb.Match) for found in pair)
     resolved = sum(_resolved(found) for found in pair)
     scores = sum(found.score for found in pair if not isinstance(found, gb.NoMatch))
@@ -411,7 +426,9 @@ def _split_rank(pair: tuple[gb.Resolution, gb.Resolution]) -> tuple[int, int, fl
 def _split_unmarked(
     rest: str, index: gb.StationIndex | None
 ) -> tuple[str, str, gb.Resolution, gb.Resolution] | None:
-    """ "Leeds York", "Leeds-York": the split into two names that resolves best."""
+    """Split "Leeds York" or "Leeds-York" into the two names that resolve best."""
+    from shared import stations as gb
+
     cuts = [m.start() for m in re.finditer(r"\s+|-", rest)]
     for fuzzy in (False, True):
         best: tuple[tuple[int, int, float], tuple[str, str, gb.Resolution, gb.Resolution]]
@@ -438,6 +455,9 @@ def _split_unmarked(
 def _read_stations(
     rest: str, index: gb.StationIndex | None, *, marked_only: bool
 ) -> tuple[str, str, gb.Resolution, gb.Resolution] | Rejected:
+    # Imported here: the station list's module waits for the first stations answer.
+    from shared import stations as gb
+
     rest = _drop_phrases(rest)
     if len(rest) > 2 * MAX_STATION_CHARS + 10:
         return Rejected("That's longer than two station names.")
@@ -464,11 +484,13 @@ def parse_station_answer(
     ``Leeds to York at 08:02``. A name that resolves to nothing is still returned (as
     ``NoMatch``) so the other can be kept; refused only when two names cannot be found
     or both are the same station."""
+    from shared import stations as gb
+
     tidy = " ".join(text.split())
     if len(tidy) > 2 * MAX_STATION_CHARS + 10 + MAX_ANSWER_CHARS:
         return Rejected("That's longer than two station names.")
-    when = _take_when(tidy)
-    found = _read_stations(when.rest, index, marked_only=False)
+    rest, date_text, time_text = _take_when(tidy)
+    found = _read_stations(rest, index, marked_only=False)
     if isinstance(found, Rejected):
         return found
     origin, destination, origin_match, destination_match = found
@@ -484,11 +506,9 @@ def parse_station_answer(
         origin_match=origin_match,
         destination_match=destination_match,
         journey_date=(
-            parse_journey_date(when.date_text, now=now, window_days=window_days)
-            if when.date_text
-            else None
+            parse_journey_date(date_text, now=now, window_days=window_days) if date_text else None
         ),
-        departure=parse_departure_time(when.time_text) if when.time_text else None,
+        departure=parse_departure_time(time_text) if time_text else None,
     )
 
 
@@ -500,20 +520,18 @@ def extract_journey(
     to something, so "I want to make a claim" is no journey) and the time it gives. A
     delay ("40 mins late") is never read as the time."""
     tidy = " ".join(text.split())[: 4 * MAX_ANSWER_CHARS]
-    when = _take_when(tidy)
-    found = _read_stations(when.rest, index, marked_only=True)
+    rest, date_text, time_text = _take_when(tidy)
+    found = _read_stations(rest, index, marked_only=True)
     stations = None
     if not isinstance(found, Rejected) and all(_resolved(part) for part in found[2:]):
         origin, destination, origin_match, destination_match = found
         stations = StationAnswer(origin, destination, origin_match, destination_match)
     return JourneyDraft(
         journey_date=(
-            parse_journey_date(when.date_text, now=now, window_days=window_days)
-            if when.date_text
-            else None
+            parse_journey_date(date_text, now=now, window_days=window_days) if date_text else None
         ),
         stations=stations,
-        departure=parse_departure_time(when.time_text) if when.time_text else None,
+        departure=parse_departure_time(time_text) if time_text else None,
     )
 
 
@@ -523,12 +541,12 @@ _CLOCK = re.compile(
 _COMPACT = re.compile(r"^(?P<hour>[0-9]{1,2})(?P<minute>[0-9]{2})$")
 _NAMED_TIMES = {"noon": time(12, 0), "midday": time(12, 0), "midnight": time(0, 0)}
 # Words around a time that change nothing ("about 8", "at 8:15", "8 o'clock").
-_FILLER = re.compile(
+_FILLER = _LazyPattern(
     r"^(?:(?:at|about|around|approx\.?|approximately|roughly|circa|ca\.?|~|@|"
     r"just after|just before|it was|the)\s*)+|\s*(?:o\s*'?\s*clock|ish|or so)$"
 )
 # Words that say which half of the day: "8:15 in the evening", "8 in the morning".
-_DAY_PART = re.compile(
+_DAY_PART = _LazyPattern(
     r"\s*(?:(?:in|on)\s+the\s+(?P<am1>morning)|(?:in|on)\s+the\s+(?:afternoon|evening)|"
     r"at\s+night|this\s+(?P<am2>morning)|this\s+(?:afternoon|evening)|tonight|"
     r"(?P<am3>morning)|afternoon|evening|night)$"
@@ -544,7 +562,7 @@ _MINUTE_WORDS = {
     "twenty-five": 25,
 }
 # "quarter past 8", "10 to 9", "half past 5", and the UK's "half 5" (5:30, not 4:30).
-_SPOKEN = re.compile(
+_SPOKEN = _LazyPattern(
     r"^(?:(?P<words>a quarter|quarter|half|five|ten|twenty[- ]five|twenty)|(?P<digits>[0-9]{1,2}))"
     r"(?:\s+minutes?)?\s+(?P<way>past|after|to|till)\s+(?P<hour>[0-9]{1,2})$"
     r"|^half\s+(?P<half_hour>[0-9]{1,2})$"
@@ -553,7 +571,7 @@ _SPOKEN = re.compile(
 
 def _day_half(cleaned: str) -> tuple[str, str | None]:
     """The text without its day-part words, and "a", "p" or None."""
-    match = _DAY_PART.search(cleaned)
+    match = _DAY_PART.compiled.search(cleaned)
     if not match or match.start() == 0:
         return cleaned, None
     morning = match["am1"] or match["am2"] or match["am3"]
@@ -562,7 +580,7 @@ def _day_half(cleaned: str) -> tuple[str, str | None]:
 
 def _spoken_time(cleaned: str) -> tuple[int, int] | None:
     """(hour, minute) for "quarter past 8" and friends, on a 12-hour clock."""
-    match = _SPOKEN.match(cleaned)
+    match = _SPOKEN.compiled.match(cleaned)
     if not match:
         return None
     if match["half_hour"]:
@@ -588,8 +606,8 @@ def parse_departure_time(text: str) -> time | Rejected:
     A time that could be either half of the day ("8", "half 5") is ``AmbiguousHour``.
     """
     cleaned = _clean(text) if len(text) <= MAX_ANSWER_CHARS else ""
-    cleaned, day_half = _day_half(_FILLER.sub("", cleaned).strip())
-    cleaned = _FILLER.sub("", cleaned).strip()
+    cleaned, day_half = _day_half(_FILLER.compiled.sub("", cleaned).strip())
+    cleaned = _FILLER.compiled.sub("", cleaned).strip()
     if cleaned in _NAMED_TIMES:
         return _NAMED_TIMES[cleaned]
     spoken = _spoken_time(cleaned)

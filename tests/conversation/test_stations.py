@@ -182,3 +182,17 @@ def test_the_list_loads_on_first_use_and_rapidfuzz_on_the_first_typo() -> None:
 @given(text=st.text(max_size=80))
 def test_resolve_never_raises(text: str) -> None:
     assert isinstance(stations.resolve(text), Match | Choice | NoMatch)
+
+
+def test_the_claim_parsers_import_the_station_list_only_when_a_stations_answer_comes() -> None:
+    script = (
+        "import sys; from shared import claim; print('shared.stations' in sys.modules); "
+        "claim.parse_departure_time('8am'); print('shared.stations' in sys.modules); "
+        "from datetime import UTC, datetime; "
+        "claim.parse_station_answer('Leeds to York', now=datetime.now(UTC), window_days=28); "
+        "print('shared.stations' in sys.modules, 'rapidfuzz' in sys.modules)"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert shown == ["False", "False", "True", "False"]
