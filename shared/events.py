@@ -14,6 +14,9 @@ from typing import Any
 from uuid import UUID, uuid4
 
 EVENT_VERSION = "1.0"
+# journey.submitted 1.1 adds the resolved stations (issue 20); additive, so a 1.0
+# consumer reads it unchanged. Emitted as 1.1 only when the stations are given.
+JOURNEY_SUBMITTED_VERSION = "1.1"
 
 
 @dataclass(frozen=True)
@@ -123,24 +126,41 @@ def journey_submitted(
     departure: str,
     media: Sequence[Media],
     submitted_at: datetime,
+    origin_crs: str | None = None,
+    destination_crs: str | None = None,
+    origin_name: str | None = None,
+    destination_name: str | None = None,
 ) -> OutboxEvent:
+    """``origin``/``destination`` as typed; with the four resolved-station fields (the
+    CRS codes and the station list's names: all four or none) the event is version 1.1,
+    without them the 1.0 payload, unchanged."""
+    resolved = {
+        "origin_crs": origin_crs,
+        "destination_crs": destination_crs,
+        "origin_name": origin_name,
+        "destination_name": destination_name,
+    }
+    given = {key: value for key, value in resolved.items() if value is not None}
+    if given and len(given) != len(resolved):
+        raise ValueError("journey.submitted takes all four resolved-station fields or none")
+    payload: dict[str, Any] = {
+        "journey_id": str(journey_id),
+        "user_id": str(user_id),
+        "journey_date": journey_date,
+        "origin": origin,
+        "destination": destination,
+        "departure": departure,
+        "ticket_media": [{"url": item.url, "content_type": item.content_type} for item in media],
+        "submitted_at": _iso(submitted_at),
+        **given,
+    }
     return OutboxEvent(
         event_type="journey.submitted",
         aggregate_type="journey",
         aggregate_id=journey_id,
         correlation_id=correlation_id,
-        payload={
-            "journey_id": str(journey_id),
-            "user_id": str(user_id),
-            "journey_date": journey_date,
-            "origin": origin,
-            "destination": destination,
-            "departure": departure,
-            "ticket_media": [
-                {"url": item.url, "content_type": item.content_type} for item in media
-            ],
-            "submitted_at": _iso(submitted_at),
-        },
+        payload=payload,
+        event_version=JOURNEY_SUBMITTED_VERSION if given else EVENT_VERSION,
     )
 
 
