@@ -140,7 +140,7 @@ TRANSITIONS = [
     (c.Phase.CLAIM_TICKET, "verified", "SKIP", c.Phase.CLAIM_CONFIRM, [], "Reply YES"),
     (c.Phase.CLAIM_TICKET, "verified", "no ticket", c.Phase.CLAIM_TICKET, [], "SKIP"),
     (c.Phase.CLAIM_CONFIRM, "verified", "YES", c.Phase.MENU, ["SubmitJourney"], "matched"),
-    (c.Phase.CLAIM_CONFIRM, "verified", "NO", c.Phase.CLAIM_DATE, [], "start again"),
+    (c.Phase.CLAIM_CONFIRM, "verified", "NO", c.Phase.CLAIM_CONFIRM, [], "like to change"),
     (c.Phase.CLAIM_CONFIRM, "verified", "maybe", c.Phase.CLAIM_CONFIRM, [], "Reply YES"),
 ]
 
@@ -165,7 +165,7 @@ def test_transitions(
 
 
 def test_a_first_message_from_a_new_number_gets_the_welcome_whatever_it_says() -> None:
-    for text in ("YES", "HELP", "DELETE MY DATA", "hi"):
+    for text in ("HELP", "DELETE MY DATA", "hi", "NO"):
         decision = step(None, text, GUEST)
         assert decision.state is not None and decision.state.phase is c.Phase.AWAITING_TERMS
         assert decision.effects == () and "reply YES" in decision.reply
