@@ -56,6 +56,7 @@ from shared.conversation import (
     RegisterUser,
     RequestClaimStatus,
     SendOtpSms,
+    SetLanguage,
     SetNotifications,
     StartConversation,
     SubmitJourney,
@@ -148,6 +149,8 @@ def conversation_config(settings: Settings) -> ConversationConfig:
         claim_window_days=settings.claim_window_days,
         otp_ttl_seconds=settings.otp_ttl_seconds,
         otp_max_attempts=settings.otp_max_attempts,
+        support_email=settings.support_email,
+        conversation_idle_seconds=settings.conversation_idle_seconds,
     )
 
 
@@ -351,6 +354,8 @@ class _Execution:
                 )
             case SetNotifications(enabled=enabled):
                 uow.preferences.set_notification_enabled(self._user(), enabled=enabled, now=now)
+            case SetLanguage(language=language):
+                uow.preferences.set_language(self._user(), language=language, now=now)
             case EraseUser():
                 self.erased = erase_user(
                     uow,
@@ -448,7 +453,9 @@ class _Execution:
                 user_id=str(user_id),
                 limit=allowance.value,
             )
-            return OtpSendOutcome(OtpSendResult.RATE_LIMITED)
+            return OtpSendOutcome(
+                OtpSendResult.RATE_LIMITED, retry_at=RateLimiter.otp_window_ends(self.now)
+            )
         code = otp.generate_code()
         self.uow.execute(
             "store_otp",
@@ -503,6 +510,8 @@ def _user_view(row: Row | None) -> UserView | None:
         verified=row["verified_at"] is not None,
         blocked=row["blocked_at"] is not None,
         terms_version=row["terms_version"],
+        notifications_enabled=row["notification_enabled"] is not False,
+        language=str(row["language"] or conversation.DEFAULT_LANGUAGE),
     )
 
 

@@ -144,7 +144,7 @@ def test_only_images_and_pdfs_are_tickets(bot: Bot, outbox: Any) -> None:
 def test_tickets_wait_for_verification(bot: Bot, outbox: Any) -> None:
     bot.say("hi")
     bot.say("YES")
-    assert "once your number is verified" in bot.say("", media=(PHOTO,))
+    assert "send it again once you're verified" in bot.say("", media=(PHOTO,))
     assert [row["event_type"] for row in outbox()] == ["user.registered", "conversation.started"]
 
 
