@@ -510,7 +510,8 @@ def normalise_text(text: str) -> str:
 
 
 def _without_fillers(words: str) -> str:
-    return " ".join(word for word in words.split() if word.strip(",") not in FILLER_WORDS)
+    kept = (word.strip(",;:") for word in words.split())
+    return " ".join(word for word in kept if word and word not in FILLER_WORDS)
 
 
 LOOSE_KEYWORDS: Mapping[str, Command] = {
