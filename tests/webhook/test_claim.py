@@ -138,9 +138,7 @@ def test_a_train_that_has_not_left_yet_is_refused(bot: Bot) -> None:
     assert "photo or PDF" in bot.say("11:59")
 
 
-def test_no_at_the_summary_offers_what_to_change_and_keeps_the_rest(
-    bot: Bot, outbox: Any
-) -> None:
+def test_no_at_the_summary_offers_what_to_change_and_keeps_the_rest(bot: Bot, outbox: Any) -> None:
     bot.register()
     bot.say("CLAIM")
     bot.say("yesterday")

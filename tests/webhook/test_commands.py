@@ -186,3 +186,36 @@ def test_the_global_otp_ceiling_holds_across_numbers(
     finally:
         monkeypatch.undo()
         webhook.module.deps.cache_clear()
+
+
+def test_a_language_keyword_saves_the_preference_the_notifier_reads(bot: Bot, sql: Any) -> None:
+    # Issue 20: the notifier picks its template by user_preferences.language
+    # (tests/notifier/test_notify.py), so the conversation's choice must land there.
+    bot.register()
+    assert "Welsh" in bot.say("CYMRAEG")
+    assert sql("SELECT language FROM whatsapp_handler.user_preferences") == [{"language": "cy-GB"}]
+    assert "English" in bot.say("ENGLISH")
+    assert sql("SELECT language FROM whatsapp_handler.user_preferences") == [{"language": "en-GB"}]
+
+
+def test_status_while_notifications_are_off_says_so(bot: Bot, outbox: Any) -> None:
+    bot.register()
+    bot.say("STOP")
+    reply = bot.say("STATUS")
+    assert "notifications are off" in reply and "START" in reply
+    assert not [row for row in outbox() if row["event_type"] == "claim.status_requested"]
+    bot.say("START")
+    assert "We've asked for the latest" in bot.say("STATUS")
+
+
+def test_photos_sent_before_claim_all_reach_the_claim(bot: Bot, outbox: Any) -> None:
+    bot.register()
+    bot.say("", media=(PHOTO,))
+    assert "2 ticket files" in bot.say("", media=(PDF,))
+    bot.say("CLAIM")
+    bot.say("yesterday")
+    bot.say("Leeds to York")
+    assert "2 files attached" in bot.say("8am")
+    bot.say("YES")
+    (journey,) = [row for row in outbox() if row["event_type"] == "journey.submitted"]
+    assert [item["url"] for item in journey["payload"]["ticket_media"]] == [PHOTO[0], PDF[0]]
