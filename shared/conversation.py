@@ -38,6 +38,7 @@ from shared.replies import R, is_complete, say
 
 STATE_VERSION = 1
 MAX_TICKET_FILES = 10
+MAX_REPLACED_CODES = 3
 _ID_NAMESPACE = UUID("6f1d8a52-3c4b-5e7f-9a0b-1c2d3e4f5a6b")
 DEFAULT_LANGUAGE = "en-GB"  # user_preferences.language's column default
 
@@ -187,6 +188,9 @@ class ConversationState:
     language: str = DEFAULT_LANGUAGE  # the user row's preference; a guest's own choice
     proposal: ClaimDraft | None = None  # a correction offered at the summary (YES/NO)
     resend_after: datetime | None = None  # RESEND was refused until then
+    # Keyed hashes (as the database stores them) of codes a newer one replaced, newest
+    # last: typing one says so and costs no try. Opaque to the core.
+    replaced_codes: tuple[str, ...] = field(default=(), repr=False)
     # When the message that saved this state came (read from the stored JSON): a claim
     # left this long (ConversationConfig.conversation_idle_seconds) is dropped, and said so.
     saved_at: datetime | None = None
@@ -250,9 +254,11 @@ class SendOtpSms:
 
 @dataclass(frozen=True)
 class VerifyOtp:
-    """Use one try on the current code; answered by OtpCheckOutcome."""
+    """Use one try on the current code, unless it is one of ``replaced`` (the hashes of
+    codes a newer one replaced: no try used); answered by OtpCheckOutcome."""
 
     code: str = field(repr=False)
+    replaced: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -323,6 +329,7 @@ class OtpSendResult(StrEnum):
 class OtpSendOutcome:
     result: OtpSendResult
     retry_at: datetime | None = None  # RATE_LIMITED: when a new code can be sent again
+    replaced: str | None = field(default=None, repr=False)  # SENT: the old code's hash
 
 
 @dataclass(frozen=True)
@@ -682,7 +689,10 @@ def resolve(
     if isinstance(outcome, OtpSendOutcome):
         if outcome.result is OtpSendResult.SENT:
             text = say(language, R.OTP_SENT, minutes=max(1, config.otp_ttl_seconds // 60))
-            state = replace(state, resend_after=None)
+            replaced = state.replaced_codes
+            if outcome.replaced is not None:
+                replaced = (*replaced, outcome.replaced)[-MAX_REPLACED_CODES:]
+            state = replace(state, resend_after=None, replaced_codes=replaced)
         elif outcome.result is OtpSendResult.RATE_LIMITED and outcome.retry_at is not None:
             text = say(
                 language,
@@ -698,7 +708,9 @@ def resolve(
         return Decision(state, (), f"{base_reply} {text}".strip())
     check = outcome.check
     if check.result is OtpResult.VERIFIED:
-        verified = replace(state, phase=Phase.MENU, resume_phase=None, resend_after=None)
+        verified = replace(
+            state, phase=Phase.MENU, resume_phase=None, resend_after=None, replaced_codes=()
+        )
         return Decision(
             verified,
             (MarkVerified(),),
@@ -710,6 +722,8 @@ def resolve(
         else:
             text = say(language, R.OTP_WRONG_MANY, count=check.attempts_left)
         return Decision(state, (), f"{text} {prompt(state, config)}")
+    if check.result is OtpResult.REPLACED:
+        return Decision(state, (), f"{say(language, R.OTP_REPLACED)} {prompt(state, config)}")
     text = say(
         language,
         {
@@ -782,7 +796,7 @@ def code_in(text: str) -> str | None:
 def answer_code(turn: Turn) -> Decision:
     code = code_in(turn.inbound.text)
     if code is not None:
-        return turn.stay("", VerifyOtp(code))
+        return turn.stay("", VerifyOtp(code, turn.state.replaced_codes))
     candidate = "".join(turn.inbound.text.split()).replace("-", "")
     if candidate.isdigit():
         return turn.stay(f"{turn.say(R.CODE_DIGITS)} {turn.prompt()}")
@@ -1350,6 +1364,7 @@ def state_to_json(state: ConversationState, saved_at: datetime | None = None) ->
         "language": state.language,
         "proposal": _draft_json(state.proposal),
         "resend_after": state.resend_after.isoformat() if state.resend_after else None,
+        "replaced_codes": list(state.replaced_codes),
     }
     saved = saved_at or state.saved_at
     if saved is not None:
@@ -1419,6 +1434,7 @@ def _state_from_body(body: Any, saved_at: datetime | None = None) -> Conversatio
             language=str(language),
             proposal=_draft_from(body.get("proposal")),
             resend_after=_aware(body.get("resend_after")),
+            replaced_codes=tuple(str(item) for item in body.get("replaced_codes") or ()),
             saved_at=saved_at,
         )
     except (ValueError, KeyError, TypeError, AttributeError):

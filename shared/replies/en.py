@@ -87,6 +87,10 @@ TEXTS: Mapping[R, str] = {
     R.OTP_EXHAUSTED: "That code isn't right, and it can't be used again.",
     R.OTP_EXPIRED: "That code has expired.",
     R.OTP_NO_CODE: "That code is no longer valid.",
+    R.OTP_REPLACED: (
+        "That's an older code: a newer one replaced it (no try used). Please use the "
+        "latest code we sent."
+    ),
     R.OTP_RESEND_HINT: "Reply RESEND for a new one.",
     R.TERMS_ACCEPTED: "Thanks for accepting our terms.",
     R.TERMS_ACCEPTED_UNSEEN: (

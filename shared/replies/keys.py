@@ -49,6 +49,7 @@ class R(StrEnum):
     OTP_EXHAUSTED = "otp_exhausted"
     OTP_EXPIRED = "otp_expired"
     OTP_NO_CODE = "otp_no_code"
+    OTP_REPLACED = "otp_replaced"
     OTP_RESEND_HINT = "otp_resend_hint"
     TERMS_ACCEPTED = "terms_accepted"
     TERMS_ACCEPTED_UNSEEN = "terms_accepted_unseen"

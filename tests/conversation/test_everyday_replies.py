@@ -14,6 +14,7 @@ from shared import conversation as c
 from shared import replies
 from shared.claim import UK
 from shared.events import Media
+from shared.otp import OtpCheck, OtpResult
 from shared.replies import R
 from tests.conversation.test_conversation import (
     CONFIG,
@@ -59,13 +60,13 @@ def test_a_missing_key_or_language_falls_back_to_english(monkeypatch: pytest.Mon
     assert replies.say("cy-GB", R.MENU) == english
     assert replies.say("pl", R.MENU) == english
     welsh = {R.NOT_UNDERSTOOD: "Sori, doeddwn i ddim yn deall hynny."}
-    monkeypatch.setitem(replies.CATALOGUES, "cy", welsh)  # type: ignore[index]
+    monkeypatch.setitem(replies.CATALOGUES, "cy", welsh)
     assert replies.say("cy-GB", R.NOT_UNDERSTOOD) == welsh[R.NOT_UNDERSTOOD]
     assert replies.say("cy-GB", R.MENU) == english
 
 
 def test_replies_follow_the_users_language(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(replies.CATALOGUES, "cy", {R.NOT_UNDERSTOOD: "Sori."})  # type: ignore[index]
+    monkeypatch.setitem(replies.CATALOGUES, "cy", {R.NOT_UNDERSTOOD: "Sori."})
     welsh_user = replace(VERIFIED, language="cy-GB")
     decision = step(state(c.Phase.MENU), "hmm", welsh_user)
     assert decision.state is not None and decision.state.language == "cy-GB"
@@ -477,6 +478,22 @@ def test_new_fields_round_trip_through_json() -> None:
         language="cy-GB",
         proposal=replace(REVIEWED, origin="Harrogate"),
         resend_after=RETRY_AT,
+        replaced_codes=("ab" * 32,),
         saved_at=NOW,
     )
     assert c.state_from_json(c.state_to_json(full)) == full
+
+
+def test_an_older_code_is_checked_against_the_codes_a_resend_replaced() -> None:
+    waiting = state(c.Phase.AWAITING_CODE)
+    sent = c.resolve(waiting, c.OtpSendOutcome(c.OtpSendResult.SENT, replaced="h1"), "", CONFIG)
+    again = c.resolve(sent.state, c.OtpSendOutcome(c.OtpSendResult.SENT, replaced="h2"), "", CONFIG)  # type: ignore[arg-type]
+    assert again.state is not None and again.state.replaced_codes == ("h1", "h2")
+    typed = step(again.state, "224641", UNVERIFIED)
+    assert typed.effects == (c.VerifyOtp("224641", ("h1", "h2")),)
+    assert "h1" not in repr(typed.effects) and "h1" not in repr(again.state)
+    told = c.resolve(again.state, c.OtpCheckOutcome(OtpCheck(OtpResult.REPLACED)), "", CONFIG)
+    assert "newer one replaced it" in told.reply and "no try used" in told.reply
+    assert told.state == again.state
+    verified = c.resolve(again.state, c.OtpCheckOutcome(OtpCheck(OtpResult.VERIFIED)), "", CONFIG)
+    assert verified.state is not None and verified.state.replaced_codes == ()
