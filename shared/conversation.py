@@ -39,6 +39,7 @@ from shared.replies import R, is_complete, say
 STATE_VERSION = 1
 MAX_TICKET_FILES = 10
 MAX_REPLACED_CODES = 3
+MAX_SUBMITTED = 10
 _ID_NAMESPACE = UUID("6f1d8a52-3c4b-5e7f-9a0b-1c2d3e4f5a6b")
 DEFAULT_LANGUAGE = "en-GB"  # user_preferences.language's column default
 
@@ -176,6 +177,7 @@ class ClaimDraft:
     departure: datetime | None = None  # aware, Europe/London
     ticket: tuple[Media, ...] = ()
     reviewed: bool = False  # the summary was shown: a changed answer returns to it
+    duplicate_warned: bool = False  # told it repeats a journey sent before: YES sends it
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,9 @@ class ConversationState:
     # When the message that saved this state came (read from the stored JSON): a claim
     # left this long (ConversationConfig.conversation_idle_seconds) is dropped, and said so.
     saved_at: datetime | None = None
+    # Journeys sent in this conversation's life (fingerprint, when), for the warning
+    # before the same journey is sent twice; kept across a dropped claim.
+    submitted: tuple[tuple[str, datetime], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -617,11 +622,13 @@ def step(
     user = inbound.user
     if user is not None and user.blocked:
         return Decision(None, (), say(user.language, R.BLOCKED, email=config.support_email))
-    dropped = False
+    dropped, submitted = False, state.submitted if state is not None else ()
     if state is not None and is_idle(state, now, config):
         dropped = state.phase in CLAIM_PHASES and state.claim is not None
         state = None  # a new conversation, as if the state had expired
     current = reconcile(state, user, config, inbound.message_sid)
+    if submitted and not current.submitted and user is not None:
+        current = replace(current, submitted=submitted)
     command = parse_command(inbound.text, current.phase)
     turn = Turn(
         state=current,
@@ -979,6 +986,7 @@ def _advance(turn: Turn, draft: ClaimDraft, said: str) -> Decision:
         phase = Phase.CLAIM_TICKET
     else:
         phase, draft = Phase.CLAIM_CONFIRM, replace(draft, reviewed=True)
+    draft = replace(draft, duplicate_warned=False)
     moved = replace(turn.state, phase=phase, claim=draft, proposal=None)
     return turn.move(moved, f"{said} {turn.prompt(moved)}".strip())
 
@@ -1158,6 +1166,18 @@ def decline_proposal(turn: Turn) -> Decision:
     return turn.move(unchanged, f"{turn.say(R.UNCHANGED)} {turn.prompt(unchanged)}")
 
 
+def journey_fingerprint(
+    journey_date: date, origin: str, destination: str, departure: datetime
+) -> str:
+    """The same journey however it was typed: day, stations (case and spaces aside), time."""
+    names = (" ".join(name.casefold().split()) for name in (origin, destination))
+    return "|".join((journey_date.isoformat(), *names, claims.describe_time(departure)))
+
+
+def _day_of(moment: datetime) -> str:
+    return claims.describe_date(moment.astimezone(claims.UK).date())
+
+
 def submit_claim(turn: Turn) -> Decision:
     draft = _draft(turn)
     if (
@@ -1167,7 +1187,22 @@ def submit_claim(turn: Turn) -> Decision:
         or draft.departure is None
     ):
         return _advance(turn, draft, turn.say(R.SOMETHING_MISSING))
-    home = replace(turn.state, phase=Phase.MENU, claim=None, proposal=None)
+    fingerprint = journey_fingerprint(
+        draft.journey_date, draft.origin, draft.destination, draft.departure
+    )
+    window = timedelta(days=turn.config.claim_window_days)
+    recent = tuple((seen, when) for seen, when in turn.state.submitted if turn.now - when <= window)
+    before = [when for seen, when in recent if seen == fingerprint]
+    if before and not draft.duplicate_warned:
+        warned = replace(turn.state, claim=replace(draft, duplicate_warned=True))
+        return turn.move(warned, turn.say(R.DUPLICATE_JOURNEY, when=_day_of(before[-1])))
+    home = replace(
+        turn.state,
+        phase=Phase.MENU,
+        claim=None,
+        proposal=None,
+        submitted=(*recent, (fingerprint, turn.now))[-MAX_SUBMITTED:],
+    )
     submitted = SubmitJourney(
         journey_id=draft.journey_id,
         journey_date=draft.journey_date,
@@ -1346,6 +1381,7 @@ def _draft_json(draft: ClaimDraft | None) -> dict[str, Any] | None:
         "departure": draft.departure.isoformat() if draft.departure else None,
         "ticket": _media_json(draft.ticket),
         "reviewed": draft.reviewed,
+        "duplicate_warned": draft.duplicate_warned,
     }
 
 
@@ -1365,6 +1401,7 @@ def state_to_json(state: ConversationState, saved_at: datetime | None = None) ->
         "proposal": _draft_json(state.proposal),
         "resend_after": state.resend_after.isoformat() if state.resend_after else None,
         "replaced_codes": list(state.replaced_codes),
+        "submitted": [[seen, when.isoformat()] for seen, when in state.submitted],
     }
     saved = saved_at or state.saved_at
     if saved is not None:
@@ -1403,6 +1440,13 @@ def _aware(raw: Any) -> datetime | None:
     return moment
 
 
+def _required_aware(raw: Any) -> datetime:
+    moment = _aware(raw)
+    if moment is None:
+        raise _Unreadable
+    return moment
+
+
 def _draft_from(raw_claim: Any) -> ClaimDraft | None:
     if raw_claim is None:
         return None
@@ -1416,6 +1460,7 @@ def _draft_from(raw_claim: Any) -> ClaimDraft | None:
         departure=departure.astimezone(claims.UK) if departure else None,
         ticket=_media_from(raw_claim.get("ticket") or []),
         reviewed=bool(raw_claim.get("reviewed", False)),
+        duplicate_warned=bool(raw_claim.get("duplicate_warned", False)),
     )
 
 
@@ -1435,6 +1480,9 @@ def _state_from_body(body: Any, saved_at: datetime | None = None) -> Conversatio
             proposal=_draft_from(body.get("proposal")),
             resend_after=_aware(body.get("resend_after")),
             replaced_codes=tuple(str(item) for item in body.get("replaced_codes") or ()),
+            submitted=tuple(
+                (str(seen), _required_aware(when)) for seen, when in body.get("submitted") or ()
+            ),
             saved_at=saved_at,
         )
     except (ValueError, KeyError, TypeError, AttributeError):

@@ -188,6 +188,10 @@ TEXTS: Mapping[R, str] = {
         "We can't keep tickets until your number is verified: please send it again once "
         "you're verified."
     ),
+    R.DUPLICATE_JOURNEY: (
+        "You already sent a claim for this journey on {when}. Reply YES to send it again "
+        "anyway, NO to change it, or CANCEL."
+    ),
     R.LANGUAGE_SET: "OK, we'll reply in English.",
     R.LANGUAGE_PARTIAL: (
         "Diolch! We've saved Welsh (Cymraeg) as your language; our Welsh replies aren't "

@@ -108,3 +108,4 @@ class R(StrEnum):
     TICKET_TOO_EARLY = "ticket_too_early"
     LANGUAGE_SET = "language_set"
     LANGUAGE_PARTIAL = "language_partial"
+    DUPLICATE_JOURNEY = "duplicate_journey"

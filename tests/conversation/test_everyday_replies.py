@@ -480,6 +480,7 @@ def test_new_fields_round_trip_through_json() -> None:
         resend_after=RETRY_AT,
         replaced_codes=("ab" * 32,),
         saved_at=NOW,
+        submitted=(("2026-11-23|leeds|york|08:02", NOW),),
     )
     assert c.state_from_json(c.state_to_json(full)) == full
 
@@ -497,3 +498,45 @@ def test_an_older_code_is_checked_against_the_codes_a_resend_replaced() -> None:
     assert told.state == again.state
     verified = c.resolve(again.state, c.OtpCheckOutcome(OtpCheck(OtpResult.VERIFIED)), "", CONFIG)
     assert verified.state is not None and verified.state.replaced_codes == ()
+
+
+def test_the_same_journey_sent_twice_is_warned_about_before_it_goes_again() -> None:
+    sent = step(summary(), "YES", VERIFIED)
+    assert kinds(sent) == ["SubmitJourney"] and sent.state is not None
+    again = replace(
+        sent.state, phase=c.Phase.CLAIM_CONFIRM, claim=replace(REVIEWED, origin="LEEDS")
+    )
+    warned = step(again, "YES", VERIFIED)
+    assert warned.effects == () and phase_of(warned) is c.Phase.CLAIM_CONFIRM
+    assert "already sent a claim for this journey on Tuesday 24 November 2026" in warned.reply
+    assert warned.state is not None
+    assert kinds(step(warned.state, "YES", VERIFIED)) == ["SubmitJourney"]
+    assert "What would you like to change?" in step(warned.state, "NO", VERIFIED).reply
+
+
+def test_another_journey_or_one_sent_outside_the_window_goes_without_a_warning() -> None:
+    sent = step(summary(), "YES", VERIFIED)
+    assert sent.state is not None
+    later_train = replace(
+        sent.state,
+        phase=c.Phase.CLAIM_CONFIRM,
+        claim=replace(REVIEWED, departure=datetime(2026, 11, 23, 9, 2, tzinfo=UK)),
+    )
+    assert kinds(step(later_train, "YES", VERIFIED)) == ["SubmitJourney"]
+    long_ago = replace(
+        sent.state,
+        phase=c.Phase.CLAIM_CONFIRM,
+        claim=REVIEWED,
+        submitted=((sent.state.submitted[0][0], NOW - timedelta(days=29)),),
+    )
+    assert kinds(step(long_ago, "YES", VERIFIED)) == ["SubmitJourney"]
+
+
+def test_journeys_sent_are_remembered_across_a_dropped_claim() -> None:
+    sent = step(summary(), "YES", VERIFIED)
+    assert sent.state is not None
+    stale = replace(
+        sent.state, phase=c.Phase.CLAIM_TIME, claim=DRAFT, saved_at=NOW - timedelta(hours=25)
+    )
+    decision = step(stale, "hi", VERIFIED)
+    assert decision.state is not None and decision.state.submitted == sent.state.submitted
