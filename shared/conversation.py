@@ -739,7 +739,16 @@ def resolve(
             OtpResult.NO_CODE: R.OTP_NO_CODE,
         }[check.result],
     )
-    return Decision(state, (), f"{text} {say(language, R.OTP_RESEND_HINT)}")
+    if state.resend_after is not None:  # the last RESEND was refused: say until when
+        hint = say(
+            language,
+            R.HELP_RESEND_LATER,
+            time=_clock(state.resend_after),
+            email=config.support_email,
+        )
+    else:
+        hint = say(language, R.OTP_RESEND_HINT)
+    return Decision(state, (), f"{text} {hint}")
 
 
 # --- handlers: registration and verification -------------------------------------------

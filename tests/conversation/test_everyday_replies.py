@@ -540,3 +540,10 @@ def test_journeys_sent_are_remembered_across_a_dropped_claim() -> None:
     )
     decision = step(stale, "hi", VERIFIED)
     assert decision.state is not None and decision.state.submitted == sent.state.submitted
+
+
+def test_codes_used_up_while_resend_is_refused_say_when_it_works_again() -> None:
+    refused = state(c.Phase.AWAITING_CODE, resend_after=RETRY_AT)
+    used_up = c.resolve(refused, c.OtpCheckOutcome(OtpCheck(OtpResult.EXHAUSTED)), "", CONFIG)
+    assert "RESEND works again after 13:00" in used_up.reply
+    assert CONFIG.support_email in used_up.reply
