@@ -1043,6 +1043,14 @@ def go_back(turn: Turn) -> Decision:
     return go_to_field(turn, previous, back=True)
 
 
+def keep_answer(turn: Turn) -> Decision:
+    """SKIP at a question already answered (after BACK or "change X"): keep that answer."""
+    draft = _draft(turn)
+    if _current_value(draft, turn.state.phase) is None:
+        return _ask_again(turn, "")
+    return _advance(turn, draft, "")
+
+
 def offer_changes(turn: Turn) -> Decision:
     return turn.move(replace(turn.state, proposal=None), turn.say(R.WHAT_TO_CHANGE))
 
@@ -1318,6 +1326,10 @@ TRANSITIONS: Mapping[tuple[Phase, Command], Handler] = {
     **{(phase, Command.CANCEL): cancel_claim for phase in CLAIM_PHASES},
     **{(phase, Command.CLAIM): already_claiming for phase in CLAIM_PHASES},
     **{(phase, Command.BACK): go_back for phase in CLAIM_PHASES},
+    **{
+        (phase, Command.SKIP): keep_answer
+        for phase in (Phase.CLAIM_DATE, Phase.CLAIM_STATIONS, Phase.CLAIM_TIME)
+    },
 }
 
 COMMANDS: Mapping[Command, Handler] = {

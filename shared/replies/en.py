@@ -155,7 +155,7 @@ TEXTS: Mapping[R, str] = {
     R.FIRST_QUESTION: "This is the first question.",
     R.BACK_TO: "OK, back to the {field}.",
     R.CHANGE_FIELD: "OK, let's change the {field}.",
-    R.NOW_SET: "(Now: {value}.)",
+    R.NOW_SET: "(Now: {value}; SKIP keeps it.)",
     R.WHAT_TO_CHANGE: (
         "What would you like to change? Reply 1 for the date, 2 the stations, 3 the time "
         "or 4 the ticket; YES to send it as it is, or CANCEL to drop it."

@@ -547,3 +547,12 @@ def test_codes_used_up_while_resend_is_refused_say_when_it_works_again() -> None
     used_up = c.resolve(refused, c.OtpCheckOutcome(OtpCheck(OtpResult.EXHAUSTED)), "", CONFIG)
     assert "RESEND works again after 13:00" in used_up.reply
     assert CONFIG.support_email in used_up.reply
+
+
+def test_skip_keeps_an_answer_asked_again() -> None:
+    back = step(state(c.Phase.CLAIM_TICKET), "back", VERIFIED)
+    assert back.state is not None and "SKIP keeps it" in back.reply
+    kept = step(back.state, "SKIP", VERIFIED)
+    assert phase_of(kept) is c.Phase.CLAIM_TICKET and claim_of(kept) == DRAFT
+    unanswered = step(state(c.Phase.CLAIM_TIME), "skip", VERIFIED)
+    assert phase_of(unanswered) is c.Phase.CLAIM_TIME and "What time" in unanswered.reply
