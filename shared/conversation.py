@@ -14,15 +14,17 @@ or contradicts what the database knows.
 
 What is said in which state is data: ``KEYWORDS`` names the commands, ``TRANSITIONS``
 maps (phase, command) to a handler, ``COMMANDS`` are the handlers that work anywhere,
-``ANSWERS`` handle free text per phase and ``MEDIA`` photos and PDFs per phase.
+``ANSWERS`` handle free text per phase and ``MEDIA`` photos and PDFs per phase. Every
+text it says comes from the catalogue in shared/replies, in the passenger's language.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple
 from uuid import UUID, uuid5
@@ -32,10 +34,14 @@ import msgspec
 from shared import claim as claims
 from shared.events import Media
 from shared.otp import OtpCheck, OtpResult, is_code_shaped
+from shared.replies import R, is_complete, say
 
 STATE_VERSION = 1
 MAX_TICKET_FILES = 10
+MAX_REPLACED_CODES = 3
+MAX_SUBMITTED = 10
 _ID_NAMESPACE = UUID("6f1d8a52-3c4b-5e7f-9a0b-1c2d3e4f5a6b")
+DEFAULT_LANGUAGE = "en-GB"  # user_preferences.language's column default
 
 
 # --- states, commands and the values step works on ------------------------------------
@@ -77,6 +83,9 @@ class Command(StrEnum):
     STATUS = "status"
     CANCEL = "cancel"
     SKIP = "skip"
+    BACK = "back"
+    ENGLISH = "english"
+    CYMRAEG = "cymraeg"
 
 
 KEYWORDS: Mapping[str, Command] = {
@@ -84,7 +93,73 @@ KEYWORDS: Mapping[str, Command] = {
     "delay": Command.CLAIM,
     "delete my details": Command.DELETE_MY_DATA,
     "unsubscribe": Command.STOP,
+    "go back": Command.BACK,
+    "previous": Command.BACK,
+    "welsh": Command.CYMRAEG,
 }
+# Everyday ways to say yes or no (issue 20). A bare "ok" or "👍" does not erase anyone:
+# the erasure confirmation takes only a reply that starts with the word YES.
+YES_WORDS = frozenset(
+    {
+        "yeah",
+        "yea",
+        "yep",
+        "yup",
+        "y",
+        "ok",
+        "okay",
+        "k",
+        "sure",
+        "correct",
+        "\U0001f44d",
+        "\u2705",
+        "\u2714",
+        "\u2714\ufe0f",
+        "that's right",
+        "thats right",
+        "yes it is",
+    }
+)
+NO_WORDS = frozenset({"nope", "nah", "n", "\U0001f44e", "\u274c"})
+# Words dropped before a sentence is matched against KEYWORDS again, so "I want to make a
+# claim", "Claim please" and "Please delete my data" are the commands they name.
+FILLER_WORDS = frozenset(
+    {
+        "please",
+        "pls",
+        "plz",
+        "i",
+        "i'd",
+        "id",
+        "i'm",
+        "im",
+        "want",
+        "wanna",
+        "would",
+        "like",
+        "to",
+        "make",
+        "a",
+        "an",
+        "the",
+        "my",
+        "me",
+        "can",
+        "could",
+        "you",
+        "new",
+        "let's",
+        "lets",
+        "let",
+        "just",
+        "all",
+        "of",
+        "thanks",
+        "thank",
+        "do",
+        "need",
+    }
+)
 # Menu choices by number, only where the menu offers them.
 PHASE_KEYWORDS: Mapping[Phase, Mapping[str, Command]] = {
     Phase.MENU: {"1": Command.CLAIM, "2": Command.STATUS},
@@ -101,6 +176,8 @@ class ClaimDraft:
     destination: str | None = None
     departure: datetime | None = None  # aware, Europe/London
     ticket: tuple[Media, ...] = ()
+    reviewed: bool = False  # the summary was shown: a changed answer returns to it
+    duplicate_warned: bool = False  # told it repeats a journey sent before: YES sends it
 
 
 @dataclass(frozen=True)
@@ -110,6 +187,18 @@ class ConversationState:
     claim: ClaimDraft | None = None
     resume_phase: Phase | None = None  # where a declined erasure returns to
     recent_ticket: tuple[Media, ...] = ()  # sent outside a claim; a CLAIM picks it up
+    language: str = DEFAULT_LANGUAGE  # the user row's preference; a guest's own choice
+    proposal: ClaimDraft | None = None  # a correction offered at the summary (YES/NO)
+    resend_after: datetime | None = None  # RESEND was refused until then
+    # Keyed hashes (as the database stores them) of codes a newer one replaced, newest
+    # last: typing one says so and costs no try. Opaque to the core.
+    replaced_codes: tuple[str, ...] = field(default=(), repr=False)
+    # When the message that saved this state came (read from the stored JSON): a claim
+    # left this long (ConversationConfig.conversation_idle_seconds) is dropped, and said so.
+    saved_at: datetime | None = None
+    # Journeys sent in this conversation's life (fingerprint, when), for the warning
+    # before the same journey is sent twice; kept across a dropped claim.
+    submitted: tuple[tuple[str, datetime], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,6 +209,8 @@ class UserView:
     verified: bool
     blocked: bool
     terms_version: str | None
+    notifications_enabled: bool = True
+    language: str = DEFAULT_LANGUAGE
 
 
 @dataclass(frozen=True)
@@ -138,6 +229,9 @@ class ConversationConfig:
     otp_ttl_seconds: int = 300
     otp_max_attempts: int = 3
     support_email: str = "support@railrepay.co.uk"
+    # Silence after which an unfinished claim is dropped (the Redis TTL is longer, so the
+    # next message can say so instead of starting over unawares).
+    conversation_idle_seconds: int = 24 * 3600
 
 
 # --- effects: the core asks, the shell does --------------------------------------------
@@ -165,9 +259,11 @@ class SendOtpSms:
 
 @dataclass(frozen=True)
 class VerifyOtp:
-    """Use one try on the current code; answered by OtpCheckOutcome."""
+    """Use one try on the current code, unless it is one of ``replaced`` (the hashes of
+    codes a newer one replaced: no try used); answered by OtpCheckOutcome."""
 
     code: str = field(repr=False)
+    replaced: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -178,6 +274,11 @@ class MarkVerified:
 @dataclass(frozen=True)
 class SetNotifications:
     enabled: bool
+
+
+@dataclass(frozen=True)
+class SetLanguage:
+    language: str  # BCP 47, as user_preferences.language holds it
 
 
 @dataclass(frozen=True)
@@ -215,6 +316,7 @@ Effect = (
     | VerifyOtp
     | MarkVerified
     | SetNotifications
+    | SetLanguage
     | EraseUser
     | PublishTicket
     | SubmitJourney
@@ -231,6 +333,8 @@ class OtpSendResult(StrEnum):
 @dataclass(frozen=True)
 class OtpSendOutcome:
     result: OtpSendResult
+    retry_at: datetime | None = None  # RATE_LIMITED: when a new code can be sent again
+    replaced: str | None = field(default=None, repr=False)  # SENT: the old code's hash
 
 
 @dataclass(frozen=True)
@@ -250,70 +354,86 @@ class Decision(NamedTuple):
 # --- what we say -----------------------------------------------------------------------
 
 
-def welcome(config: ConversationConfig) -> str:
-    return (
-        "Hello! RailRepay helps you claim compensation when your train is delayed. "
-        f"Please read our terms at {config.terms_url} and reply YES to accept them "
-        "and sign up."
-    )
+def welcome(config: ConversationConfig, language: str = DEFAULT_LANGUAGE) -> str:
+    return say(language, R.WELCOME, terms_url=config.terms_url)
 
 
-def _menu_text() -> str:
-    return (
-        "What would you like to do?\n"
-        "1 CLAIM - claim for a delayed train\n"
-        "2 STATUS - news on your claims\n"
-        "Or send a photo or PDF of your ticket. HELP lists everything."
-    )
+def _menu_text(language: str) -> str:
+    return say(language, R.MENU)
 
 
-def _summary(draft: ClaimDraft) -> str:
-    when = claims.describe_date(draft.journey_date) if draft.journey_date else "?"
-    departs = claims.describe_time(draft.departure) if draft.departure else "?"
+def _clock(moment: datetime) -> str:
+    return f"{moment.astimezone(claims.UK):%H:%M}"
+
+
+def _summary(draft: ClaimDraft, language: str) -> str:
     tickets = len(draft.ticket)
-    ticket = f"{tickets} file{'s' if tickets != 1 else ''} attached" if tickets else "none"
-    return (
-        f"Please check your claim:\nDate: {when}\n"
-        f"From: {draft.origin or '?'}\nTo: {draft.destination or '?'}\n"
-        f"Departure: {departs}\nTicket: {ticket}\n"
-        "Reply YES to send it, NO to start again, or CANCEL."
+    if not tickets:
+        ticket = say(language, R.SUMMARY_TICKET_NONE)
+    elif tickets == 1:
+        ticket = say(language, R.SUMMARY_TICKET_ONE)
+    else:
+        ticket = say(language, R.SUMMARY_TICKET_MANY, count=tickets)
+    return say(
+        language,
+        R.SUMMARY,
+        date=claims.describe_date(draft.journey_date) if draft.journey_date else "?",
+        origin=draft.origin or "?",
+        destination=draft.destination or "?",
+        time=claims.describe_time(draft.departure) if draft.departure else "?",
+        ticket=ticket,
     )
 
 
-def prompt(state: ConversationState, config: ConversationConfig) -> str:
-    """What the user can do next, in this phase."""
-    phase = state.phase
+def _resend_refused(state: ConversationState, now: datetime | None) -> bool:
+    return now is not None and state.resend_after is not None and now < state.resend_after
+
+
+def prompt(
+    state: ConversationState, config: ConversationConfig, now: datetime | None = None
+) -> str:
+    """What the user can do next, in this phase (``now``: to leave out what is refused)."""
+    phase, language = state.phase, state.language
     if phase is Phase.AWAITING_TERMS:
-        return f"Reply YES to accept our terms ({config.terms_url}) and sign up."
+        return say(language, R.PROMPT_TERMS, terms_url=config.terms_url)
     if phase is Phase.AWAITING_CODE:
-        return "Reply with the 6-digit code we sent you by SMS, or RESEND for a new one."
+        if state.resend_after is not None and _resend_refused(state, now):
+            later = say(
+                language,
+                R.HELP_RESEND_LATER,
+                time=_clock(state.resend_after),
+                email=config.support_email,
+            )
+            return f"{say(language, R.PROMPT_CODE_NO_RESEND)} {later}"
+        return say(language, R.PROMPT_CODE)
     if phase is Phase.MENU:
-        return "Reply CLAIM to claim for a delayed train, send a photo of your ticket, or HELP."
+        return say(language, R.PROMPT_MENU)
     if phase is Phase.CONFIRM_ERASURE:
-        return "Reply YES to delete your data for good, or anything else to keep it."
+        return say(language, R.PROMPT_ERASURE)
     if phase is Phase.CLAIM_DATE:
-        return (
-            "Which day did you travel? For example: today, yesterday, Monday, 15 Nov or 15/11/2026."
-        )
+        return say(language, R.PROMPT_DATE)
     if phase is Phase.CLAIM_STATIONS:
-        return "Which stations did you travel between? For example: Leeds to York."
+        return say(language, R.PROMPT_STATIONS)
     if phase is Phase.CLAIM_TIME:
-        return "What time was the train due to leave? For example: 08:02 or 8am."
+        return say(language, R.PROMPT_TIME)
+    draft = state.claim or ClaimDraft(journey_id=state.conversation_id)
     if phase is Phase.CLAIM_TICKET:
-        return "Please send a photo or PDF of your ticket, or reply SKIP if you don't have it."
-    return _summary(state.claim or ClaimDraft(journey_id=state.conversation_id))
+        replacing = draft.reviewed and draft.ticket
+        return say(language, R.PROMPT_TICKET_REPLACE if replacing else R.PROMPT_TICKET)
+    return _summary(draft, language)
 
 
-# (command shown, what it does, who sees it: "guest", "unverified", "verified")
-HELP_LINES: tuple[tuple[str, str, frozenset[str]], ...] = (
-    ("YES", "accept our terms and sign up", frozenset({"guest"})),
-    ("RESEND", "a new sign-up code by SMS", frozenset({"unverified"})),
-    ("CLAIM", "claim for a delayed train", frozenset({"verified"})),
-    ("STATUS", "news on your claims", frozenset({"verified"})),
-    ("CANCEL", "stop a claim you've started", frozenset({"verified"})),
-    ("STOP / START", "notifications off / on", frozenset({"unverified", "verified"})),
-    ("MENU", "your options", frozenset({"verified"})),
-    ("DELETE MY DATA", "erase your account", frozenset({"unverified", "verified"})),
+# (command shown, who sees it: "guest", "unverified", "verified")
+HELP_LINES: tuple[tuple[R, frozenset[str]], ...] = (
+    (R.HELP_YES, frozenset({"guest"})),
+    (R.HELP_RESEND, frozenset({"unverified"})),
+    (R.HELP_CLAIM, frozenset({"verified"})),
+    (R.HELP_STATUS, frozenset({"verified"})),
+    (R.HELP_CANCEL, frozenset({"verified"})),
+    (R.HELP_STOP_START, frozenset({"unverified", "verified"})),
+    (R.HELP_MENU, frozenset({"verified"})),
+    (R.HELP_DELETE, frozenset({"unverified", "verified"})),
+    (R.HELP_LANGUAGE, frozenset({"guest", "unverified", "verified"})),
 )
 
 
@@ -325,13 +445,17 @@ def _audience(user: UserView | None) -> str:
 
 def _help_text(turn: Turn) -> str:
     audience = _audience(turn.user)
-    lines = [f"{name} - {what}" for name, what, who in HELP_LINES if audience in who]
-    intro = "RailRepay helps you claim compensation for delayed trains.\n"
+    refused = _resend_refused(turn.state, turn.now)
+    lines = [
+        turn.say(key)
+        for key, who in HELP_LINES
+        if audience in who and not (key is R.HELP_RESEND and refused)
+    ]
     if audience == "verified":
-        lines.append("Or send a photo or PDF of your ticket.")
-    text = intro + "\n".join(lines)
+        lines.append(turn.say(R.HELP_TICKET))
+    text = turn.say(R.HELP_INTRO) + "\n" + "\n".join(lines)
     if turn.state.phase is not Phase.MENU:
-        text += "\n\n" + prompt(turn.state, turn.config)
+        text += "\n\n" + turn.prompt()
     return text
 
 
@@ -339,13 +463,8 @@ def _with_prompt(text: str, state: ConversationState, config: ConversationConfig
     return f"{text} {prompt(state, config)}".strip()
 
 
-BLOCKED_REPLY = (
-    "Sorry, this number can't use RailRepay. If you think that's a mistake, or want your "
-    "data deleted, email {email}."
-)
-RATE_LIMITED_REPLY = (
-    "You're sending messages faster than we can answer. Please wait a minute, then try again."
-)
+BLOCKED_REPLY = say(DEFAULT_LANGUAGE, R.BLOCKED)  # {email}
+RATE_LIMITED_REPLY = say(DEFAULT_LANGUAGE, R.RATE_LIMITED)
 
 
 # --- one turn ----------------------------------------------------------------------------
@@ -363,6 +482,16 @@ class Turn:
     @property
     def user(self) -> UserView | None:
         return self.inbound.user
+
+    @property
+    def language(self) -> str:
+        return self.state.language
+
+    def say(self, key: R, **values: object) -> str:
+        return say(self.state.language, key, **values)
+
+    def prompt(self, state: ConversationState | None = None) -> str:
+        return prompt(state or self.state, self.config, self.now)
 
     def stay(self, reply: str, *effects: Effect) -> Decision:
         return Decision(self.state, effects, reply)
@@ -383,13 +512,42 @@ def derived_id(kind: str, message_sid: str) -> UUID:
     return uuid5(_ID_NAMESPACE, f"{kind}:{message_sid}")
 
 
+# Skin tones and the emoji presentation selector: "👍🏽" is "👍".
+_EMOJI_MODIFIERS = re.compile("[\U0001f3fb-\U0001f3ff\ufe0f]")
+
+
 def normalise_text(text: str) -> str:
-    return " ".join(text.casefold().split()).strip(" .!")
+    plain = _EMOJI_MODIFIERS.sub("", text.replace("\u2019", "'"))
+    return " ".join(plain.casefold().split()).strip(" .!,")
+
+
+def _without_fillers(words: str) -> str:
+    kept = (word.strip(",;:") for word in words.split())
+    return " ".join(word for word in kept if word and word not in FILLER_WORDS)
+
+
+LOOSE_KEYWORDS: Mapping[str, Command] = {
+    _without_fillers(words): command for words, command in KEYWORDS.items()
+}
+
+
+def is_affirmative(text: str) -> bool:
+    words = normalise_text(text)
+    return words in YES_WORDS or _without_fillers(words) == Command.YES.value
 
 
 def parse_command(text: str, phase: Phase) -> Command | None:
     words = normalise_text(text)
-    return PHASE_KEYWORDS.get(phase, {}).get(words) or KEYWORDS.get(words)
+    exact = PHASE_KEYWORDS.get(phase, {}).get(words) or KEYWORDS.get(words)
+    if exact is not None:
+        return exact
+    if words in YES_WORDS:
+        # Erasing is for good: there, only an answer that starts with YES confirms it.
+        return None if phase is Phase.CONFIRM_ERASURE else Command.YES
+    if words in NO_WORDS:
+        return Command.NO
+    loose = _without_fillers(words)
+    return LOOSE_KEYWORDS.get(loose) if loose else None
 
 
 def home_phase(user: UserView | None, config: ConversationConfig) -> Phase:
@@ -417,6 +575,20 @@ def reconcile(
     message_sid: str,
 ) -> ConversationState:
     """A state that agrees with the user row: kept where it does, reset where it cannot."""
+    agreed = _reconcile_phase(state, user, config, message_sid)
+    if user is not None and agreed.language != user.language:
+        agreed = replace(agreed, language=user.language)
+    if agreed.proposal is not None and agreed.phase is not Phase.CLAIM_CONFIRM:
+        agreed = replace(agreed, proposal=None)
+    return agreed
+
+
+def _reconcile_phase(
+    state: ConversationState | None,
+    user: UserView | None,
+    config: ConversationConfig,
+    message_sid: str,
+) -> ConversationState:
     home = home_phase(user, config)
     if state is None:
         return ConversationState(
@@ -424,7 +596,9 @@ def reconcile(
         )
     allowed = allowed_phases(user)
     if state.phase not in allowed or (state.phase in CLAIM_PHASES and state.claim is None):
-        return ConversationState(phase=home, conversation_id=state.conversation_id)
+        return ConversationState(
+            phase=home, conversation_id=state.conversation_id, language=state.language
+        )
     if state.phase is Phase.CONFIRM_ERASURE and (
         state.resume_phase not in allowed
         or (state.resume_phase in CLAIM_PHASES and state.claim is None)
@@ -439,6 +613,12 @@ def reconcile(
     return state
 
 
+def is_idle(state: ConversationState, now: datetime, config: ConversationConfig) -> bool:
+    """Whether the conversation ended in silence (its state outlived it in Redis)."""
+    idle = timedelta(seconds=config.conversation_idle_seconds)
+    return state.saved_at is not None and now - state.saved_at >= idle
+
+
 def step(
     state: ConversationState | None,
     inbound: Inbound,
@@ -448,23 +628,44 @@ def step(
     """One inbound message: the new state, what the shell must do, and the reply."""
     user = inbound.user
     if user is not None and user.blocked:
-        return Decision(None, (), BLOCKED_REPLY.format(email=config.support_email))
+        return Decision(None, (), say(user.language, R.BLOCKED, email=config.support_email))
+    dropped, submitted = False, state.submitted if state is not None else ()
+    if state is not None and is_idle(state, now, config):
+        dropped = state.phase in CLAIM_PHASES and state.claim is not None
+        state = None  # a new conversation, as if the state had expired
     current = reconcile(state, user, config, inbound.message_sid)
-    if state is None and user is None:
-        return Decision(current, (), welcome(config))
+    if submitted and not current.submitted and user is not None:
+        current = replace(current, submitted=submitted)
+    command = parse_command(inbound.text, current.phase)
     turn = Turn(
         state=current,
         inbound=inbound,
         now=now,
         config=config,
-        command=parse_command(inbound.text, current.phase),
-        returning=state is None,
+        command=command,
+        returning=state is None and user is not None,
     )
-    decision = _dispatch(turn)
+    if state is None and user is None:
+        if command is Command.YES and not inbound.media:
+            return accept_terms(turn, unseen=True)  # the terms were never shown: say where
+        return Decision(current, (), welcome(config))
+    if dropped:
+        decision = _after_a_dropped_claim(turn)
+    else:
+        decision = _dispatch(turn)
     if turn.returning:
         started = StartConversation(current.conversation_id)
         return decision._replace(effects=(started, *decision.effects))
     return decision
+
+
+def _after_a_dropped_claim(turn: Turn) -> Decision:
+    hours = max(1, turn.config.conversation_idle_seconds // 3600)
+    notice = turn.say(R.CLAIM_DROPPED, hours=hours)
+    if turn.command is None and not turn.inbound.media:
+        return turn.stay(f"{notice} {turn.say(R.CLAIM_AGAIN)}")
+    decision = _dispatch(turn)
+    return decision._replace(reply=f"{notice}\n{decision.reply}")
 
 
 def _dispatch(turn: Turn) -> Decision:
@@ -472,12 +673,22 @@ def _dispatch(turn: Turn) -> Decision:
     if turn.inbound.media:
         return MEDIA[phase](turn)
     command = turn.command
+    if phase is Phase.CLAIM_CONFIRM and turn.state.proposal is not None:
+        if command is Command.YES:
+            return accept_proposal(turn)
+        if command is Command.NO:
+            return decline_proposal(turn)
+        turn = replace(turn, state=replace(turn.state, proposal=None))
     if command is not None:
         handler = TRANSITIONS.get((phase, command))
         if handler is None and command in PHASE_COMMANDS.get(phase, ALL_COMMANDS):
             handler = COMMANDS.get(command)
         if handler is not None:
             return handler(turn)
+    if phase in STEP_PHASES:
+        wanted = requested_field(turn.inbound.text, phase)
+        if wanted is not None:
+            return go_to_field(turn, wanted)
     return ANSWERS[phase](turn)
 
 
@@ -488,49 +699,73 @@ def resolve(
     config: ConversationConfig,
 ) -> Decision:
     """The rest of a turn once the shell knows how an OTP send or check went."""
+    language = state.language
     if isinstance(outcome, OtpSendOutcome):
-        text = {
-            OtpSendResult.SENT: (
-                "We've sent a 6-digit code by SMS to this number. Reply here with it within "
-                f"{max(1, config.otp_ttl_seconds // 60)} minutes."
-            ),
-            OtpSendResult.RATE_LIMITED: (
-                "We've sent as many codes as we can for now. Please try again in an hour "
-                "by replying RESEND."
-            ),
-            OtpSendResult.FAILED: (
-                "We couldn't send your code by SMS just now. Reply RESEND to try again."
-            ),
-        }[outcome.result]
+        if outcome.result is OtpSendResult.SENT:
+            text = say(language, R.OTP_SENT, minutes=max(1, config.otp_ttl_seconds // 60))
+            replaced = state.replaced_codes
+            if outcome.replaced is not None:
+                replaced = (*replaced, outcome.replaced)[-MAX_REPLACED_CODES:]
+            state = replace(state, resend_after=None, replaced_codes=replaced)
+        elif outcome.result is OtpSendResult.RATE_LIMITED and outcome.retry_at is not None:
+            text = say(
+                language,
+                R.OTP_RATE_LIMITED_UNTIL,
+                time=_clock(outcome.retry_at),
+                email=config.support_email,
+            )
+            state = replace(state, resend_after=outcome.retry_at)
+        elif outcome.result is OtpSendResult.RATE_LIMITED:
+            text = say(language, R.OTP_RATE_LIMITED)
+        else:
+            text = say(language, R.OTP_FAILED)
         return Decision(state, (), f"{base_reply} {text}".strip())
     check = outcome.check
     if check.result is OtpResult.VERIFIED:
-        verified = replace(state, phase=Phase.MENU, resume_phase=None)
-        return Decision(
-            verified, (MarkVerified(),), "You're verified. Welcome to RailRepay!\n" + _menu_text()
+        verified = replace(
+            state, phase=Phase.MENU, resume_phase=None, resend_after=None, replaced_codes=()
         )
-    text = {
-        OtpResult.WRONG: (
-            f"That code isn't right. You have {check.attempts_left} "
-            f"{'try' if check.attempts_left == 1 else 'tries'} left."
-        ),
-        OtpResult.EXHAUSTED: "That code isn't right, and it can't be used again.",
-        OtpResult.EXPIRED: "That code has expired.",
-        OtpResult.NO_CODE: "That code is no longer valid.",
-    }[check.result]
+        return Decision(
+            verified,
+            (MarkVerified(),),
+            say(language, R.VERIFIED) + "\n" + _menu_text(language),
+        )
     if check.result is OtpResult.WRONG:
+        if check.attempts_left == 1:
+            text = say(language, R.OTP_WRONG_ONE)
+        else:
+            text = say(language, R.OTP_WRONG_MANY, count=check.attempts_left)
         return Decision(state, (), f"{text} {prompt(state, config)}")
-    return Decision(state, (), f"{text} Reply RESEND for a new one.")
+    if check.result is OtpResult.REPLACED:
+        return Decision(state, (), f"{say(language, R.OTP_REPLACED)} {prompt(state, config)}")
+    text = say(
+        language,
+        {
+            OtpResult.EXHAUSTED: R.OTP_EXHAUSTED,
+            OtpResult.EXPIRED: R.OTP_EXPIRED,
+            OtpResult.NO_CODE: R.OTP_NO_CODE,
+        }[check.result],
+    )
+    if state.resend_after is not None:  # the last RESEND was refused: say until when
+        hint = say(
+            language,
+            R.HELP_RESEND_LATER,
+            time=_clock(state.resend_after),
+            email=config.support_email,
+        )
+    else:
+        hint = say(language, R.OTP_RESEND_HINT)
+    return Decision(state, (), f"{text} {hint}")
 
 
 # --- handlers: registration and verification -------------------------------------------
 
 
 def show_terms(turn: Turn) -> Decision:
-    return turn.stay(welcome(turn.config))
+    return turn.stay(welcome(turn.config, turn.language))
 
 
-def accept_terms(turn: Turn) -> Decision:
+def accept_terms(turn: Turn, *, unseen: bool = False) -> Decision:
     version = turn.config.terms_version
     waiting = replace(turn.state, phase=Phase.AWAITING_CODE)
     if turn.user is None:
@@ -539,36 +774,63 @@ def accept_terms(turn: Turn) -> Decision:
             StartConversation(turn.state.conversation_id),
             SendOtpSms(),
         )
+        if turn.language != DEFAULT_LANGUAGE:  # chosen before signing up
+            effects = (*effects[:2], SetLanguage(turn.language), effects[2])
     else:
         effects = (AcceptTerms(version), SendOtpSms())
-    return turn.move(waiting, "Thanks for accepting our terms.", *effects)
+    text = (
+        turn.say(R.TERMS_ACCEPTED_UNSEEN, terms_url=turn.config.terms_url)
+        if unseen
+        else turn.say(R.TERMS_ACCEPTED)
+    )
+    return turn.move(waiting, text, *effects)
 
 
 def decline_terms(turn: Turn) -> Decision:
-    return turn.stay(
-        "No problem. We can only help once you've accepted our terms: reply YES whenever "
-        "you're ready."
-    )
+    return turn.stay(turn.say(R.TERMS_DECLINED))
 
 
 def resend_code(turn: Turn) -> Decision:
+    if turn.state.resend_after is not None and _resend_refused(turn.state, turn.now):
+        return turn.stay(
+            turn.say(
+                R.OTP_RATE_LIMITED_UNTIL,
+                time=_clock(turn.state.resend_after),
+                email=turn.config.support_email,
+            )
+        )
     return turn.stay("", SendOtpSms())
 
 
+_CODE_IN_TEXT = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){5}(?![0-9])")
+
+
+def code_in(text: str) -> str | None:
+    """The 6-digit code in "224641", "224 641", "code is 224641", "my code is 224-641":
+    the text's only digits, six of them, written together."""
+    found = _CODE_IN_TEXT.findall(text)
+    digits = [character for character in text if character.isascii() and character.isdigit()]
+    if len(found) != 1 or len(digits) != 6:
+        return None
+    code = "".join(character for character in found[0] if character.isdigit())
+    return code if is_code_shaped(code) else None
+
+
 def answer_code(turn: Turn) -> Decision:
+    code = code_in(turn.inbound.text)
+    if code is not None:
+        return turn.stay("", VerifyOtp(code, turn.state.replaced_codes))
     candidate = "".join(turn.inbound.text.split()).replace("-", "")
-    if is_code_shaped(candidate):
-        return turn.stay("", VerifyOtp(candidate))
     if candidate.isdigit():
-        return turn.stay(_with_prompt("Codes have 6 digits.", turn.state, turn.config))
-    greeting = "Welcome back." if turn.returning else "I'm waiting for your code."
-    return turn.stay(_with_prompt(greeting, turn.state, turn.config))
+        return turn.stay(f"{turn.say(R.CODE_DIGITS)} {turn.prompt()}")
+    greeting = turn.say(R.WELCOME_BACK_SHORT if turn.returning else R.CODE_WAITING)
+    return turn.stay(f"{greeting} {turn.prompt()}")
 
 
 def resend_elsewhere(turn: Turn) -> Decision:
     if turn.user is not None and turn.user.verified:
-        return turn.stay(_with_prompt("Your number is already verified.", turn.state, turn.config))
-    return turn.stay(prompt(turn.state, turn.config))
+        return turn.stay(f"{turn.say(R.ALREADY_VERIFIED)} {turn.prompt()}")
+    return turn.stay(turn.prompt())
 
 
 # --- handlers: anywhere ---------------------------------------------------------------
@@ -581,91 +843,128 @@ def show_help(turn: Turn) -> Decision:
 def show_menu(turn: Turn) -> Decision:
     user = turn.user
     if user is None or not user.verified:
-        return turn.stay(prompt(turn.state, turn.config))
+        return turn.stay(turn.prompt())
     if turn.state.phase in CLAIM_PHASES:
-        return turn.stay(
-            "You're in the middle of a claim; reply CANCEL to stop it. "
-            + prompt(turn.state, turn.config)
-        )
+        return turn.stay(f"{turn.say(R.IN_A_CLAIM)} {turn.prompt()}")
     if turn.state.phase is Phase.CONFIRM_ERASURE:
-        return turn.stay(prompt(turn.state, turn.config))
-    return turn.stay(_menu_text())
+        return turn.stay(turn.prompt())
+    return turn.stay(_menu_text(turn.language))
 
 
-def _tail(turn: Turn) -> str:
+def _tail(turn: Turn, state: ConversationState | None = None) -> str:
     """After a side command, remind the user where they were (not in the plain menu)."""
-    return "" if turn.state.phase is Phase.MENU else prompt(turn.state, turn.config)
+    where = state or turn.state
+    return "" if where.phase is Phase.MENU else turn.prompt(where)
 
 
 def notifications_off(turn: Turn) -> Decision:
     if turn.user is None:
-        return turn.stay(_with_prompt("We only message registered users.", turn.state, turn.config))
-    text = "Notifications are off: we won't message you. Reply START to turn them back on."
+        return turn.stay(f"{turn.say(R.STOP_GUEST)} {turn.prompt()}")
+    text = turn.say(R.NOTIFICATIONS_OFF)
     return turn.stay(f"{text} {_tail(turn)}".strip(), SetNotifications(enabled=False))
 
 
 def notifications_on(turn: Turn) -> Decision:
     if turn.user is None:
         return show_terms(turn)
-    text = "Notifications are on: we'll message you when there's news about your claims."
+    text = turn.say(R.NOTIFICATIONS_ON)
     return turn.stay(f"{text} {_tail(turn)}".strip(), SetNotifications(enabled=True))
+
+
+LANGUAGES: Mapping[Command, str] = {Command.ENGLISH: "en-GB", Command.CYMRAEG: "cy-GB"}
+
+
+def choose_language(turn: Turn) -> Decision:
+    assert turn.command is not None  # noqa: S101 - only reached through a language keyword
+    language = LANGUAGES[turn.command]
+    chosen = replace(turn.state, language=language)
+    key = R.LANGUAGE_SET if is_complete(language) else R.LANGUAGE_PARTIAL
+    text = say(language, key)
+    effects: tuple[Effect, ...] = () if turn.user is None else (SetLanguage(language),)
+    tail = _tail(turn, chosen) if turn.user is not None else prompt(chosen, turn.config)
+    return turn.move(chosen, f"{text} {tail}".strip(), *effects)
 
 
 def ask_erasure(turn: Turn) -> Decision:
     if turn.user is None:
-        return turn.stay(
-            _with_prompt(
-                "We don't hold any personal data for this number.", turn.state, turn.config
-            )
-        )
+        return turn.stay(f"{turn.say(R.NO_DATA)} {turn.prompt()}")
     resume = (
         turn.state.resume_phase if turn.state.phase is Phase.CONFIRM_ERASURE else turn.state.phase
     )
     confirming = replace(turn.state, phase=Phase.CONFIRM_ERASURE, resume_phase=resume)
-    return turn.move(
-        confirming,
-        "This deletes your RailRepay account and personal data, and can't be undone. "
-        "Reply YES to delete it, or anything else to keep it.",
-    )
+    return turn.move(confirming, turn.say(R.ERASURE_ASK))
 
 
 def erase(turn: Turn) -> Decision:
-    return Decision(
-        None,
-        (EraseUser(),),
-        "Done: we've deleted your RailRepay account and personal data. If you message us "
-        "again, we'll start afresh.",
-    )
+    return Decision(None, (EraseUser(),), turn.say(R.ERASED))
 
 
 def keep_data(turn: Turn) -> Decision:
+    if not turn.inbound.media and is_affirmative(turn.inbound.text):
+        return turn.stay(turn.say(R.ERASURE_SAY_YES))
     back = turn.state.resume_phase or home_phase(turn.user, turn.config)
     resumed = replace(turn.state, phase=back, resume_phase=None)
-    return turn.move(
-        resumed, _with_prompt("OK, we haven't deleted anything.", resumed, turn.config)
-    )
+    return turn.move(resumed, f"{turn.say(R.KEPT_DATA)} {turn.prompt(resumed)}")
 
 
 def needs_verification(turn: Turn) -> Decision:
-    return turn.stay(
-        _with_prompt("You can do that once your number is verified.", turn.state, turn.config)
-    )
+    return turn.stay(f"{turn.say(R.NEEDS_VERIFICATION)} {turn.prompt()}")
 
 
 def request_status(turn: Turn) -> Decision:
     if turn.user is None or not turn.user.verified:
         return needs_verification(turn)
-    text = "We've asked for the latest on your claims and will message you here."
+    if not turn.user.notifications_enabled:
+        # The answer comes as a notification, which we would not send: say so instead.
+        return turn.stay(f"{turn.say(R.STATUS_NOTIFICATIONS_OFF)} {_tail(turn)}".strip())
+    text = turn.say(R.STATUS_REQUESTED)
     return turn.stay(f"{text} {_tail(turn)}".strip(), RequestClaimStatus())
 
 
 def menu_answer(turn: Turn) -> Decision:
-    if turn.returning:
-        return turn.stay("Welcome back to RailRepay!\n" + _menu_text())
-    return turn.stay("Sorry, I didn't follow that.\n" + _menu_text())
+    opener = R.WELCOME_BACK if turn.returning else R.NOT_UNDERSTOOD
+    return turn.stay(turn.say(opener) + "\n" + _menu_text(turn.language))
 
 
 # --- handlers: the claim ---------------------------------------------------------------
+
+STEP_PHASES = (Phase.CLAIM_DATE, Phase.CLAIM_STATIONS, Phase.CLAIM_TIME, Phase.CLAIM_TICKET)
+FIELD_NAMES: Mapping[Phase, R] = {
+    Phase.CLAIM_DATE: R.FIELD_DATE,
+    Phase.CLAIM_STATIONS: R.FIELD_STATIONS,
+    Phase.CLAIM_TIME: R.FIELD_TIME,
+    Phase.CLAIM_TICKET: R.FIELD_TICKET,
+}
+_FIELD_WORDS: Mapping[str, Phase] = {
+    "date": Phase.CLAIM_DATE,
+    "day": Phase.CLAIM_DATE,
+    "station": Phase.CLAIM_STATIONS,
+    "stations": Phase.CLAIM_STATIONS,
+    "time": Phase.CLAIM_TIME,
+    "departure": Phase.CLAIM_TIME,
+    "ticket": Phase.CLAIM_TICKET,
+    "photo": Phase.CLAIM_TICKET,
+}
+_CHANGE_WORDS = frozenset({"change", "wrong", "fix", "edit", "correct", "update", "redo"})
+_WORD = re.compile(r"[a-z0-9']+")
+MAX_REQUEST_WORDS = 8
+
+
+def requested_field(text: str, phase: Phase) -> Phase | None:
+    """The answer a passenger asks to change: "change date", "the time is wrong", and at
+    the summary also a bare "time" or its number there (1 to 4)."""
+    words = _WORD.findall(normalise_text(text))
+    if not words or len(words) > MAX_REQUEST_WORDS:
+        return None
+    if phase is Phase.CLAIM_CONFIRM and len(words) == 1 and words[0] in ("1", "2", "3", "4"):
+        return STEP_PHASES[int(words[0]) - 1]
+    fields = {_FIELD_WORDS[word] for word in words if word in _FIELD_WORDS}
+    if len(fields) != 1:
+        return None
+    asked = any(word in _CHANGE_WORDS for word in words)
+    if asked or (phase is Phase.CLAIM_CONFIRM and len(words) <= 2):
+        return fields.pop()
+    return None
 
 
 def start_claim(turn: Turn) -> Decision:
@@ -673,23 +972,17 @@ def start_claim(turn: Turn) -> Decision:
         return needs_verification(turn)
     draft = ClaimDraft(journey_id=turn.derived_id("journey"), ticket=turn.state.recent_ticket)
     claiming = replace(turn.state, phase=Phase.CLAIM_DATE, claim=draft, recent_ticket=())
-    kept = " I've added the ticket you sent." if draft.ticket else ""
-    return turn.move(
-        claiming,
-        f"Let's claim for your delayed train (reply CANCEL at any time to stop).{kept} "
-        + prompt(claiming, turn.config),
-    )
+    kept = f" {turn.say(R.CLAIM_TICKET_ADDED)}" if draft.ticket else ""
+    return turn.move(claiming, f"{turn.say(R.CLAIM_STARTED)}{kept} {turn.prompt(claiming)}")
 
 
 def already_claiming(turn: Turn) -> Decision:
-    return turn.stay(_with_prompt("You're already making a claim.", turn.state, turn.config))
+    return turn.stay(f"{turn.say(R.ALREADY_CLAIMING)} {turn.prompt()}")
 
 
 def cancel_claim(turn: Turn) -> Decision:
-    home = replace(turn.state, phase=Phase.MENU, claim=None)
-    return turn.move(
-        home, _with_prompt("OK, claim cancelled: nothing was sent.", home, turn.config)
-    )
+    home = replace(turn.state, phase=Phase.MENU, claim=None, proposal=None)
+    return turn.move(home, f"{turn.say(R.CLAIM_CANCELLED)} {turn.prompt(home)}")
 
 
 def _draft(turn: Turn) -> ClaimDraft:
@@ -698,23 +991,85 @@ def _draft(turn: Turn) -> ClaimDraft:
 
 
 def _advance(turn: Turn, draft: ClaimDraft, said: str) -> Decision:
-    """Store the answer and ask the next missing thing."""
+    """Store the answer and ask the next missing thing (the summary once it was shown)."""
     if draft.journey_date is None:
         phase = Phase.CLAIM_DATE
     elif draft.origin is None or draft.destination is None:
         phase = Phase.CLAIM_STATIONS
     elif draft.departure is None:
         phase = Phase.CLAIM_TIME
-    elif not draft.ticket and turn.state.phase is not Phase.CLAIM_CONFIRM:
+    elif not draft.ticket and not draft.reviewed and turn.state.phase is not Phase.CLAIM_CONFIRM:
         phase = Phase.CLAIM_TICKET
     else:
-        phase = Phase.CLAIM_CONFIRM
-    moved = replace(turn.state, phase=phase, claim=draft)
-    return turn.move(moved, _with_prompt(said, moved, turn.config))
+        phase, draft = Phase.CLAIM_CONFIRM, replace(draft, reviewed=True)
+    draft = replace(draft, duplicate_warned=False)
+    moved = replace(turn.state, phase=phase, claim=draft, proposal=None)
+    return turn.move(moved, f"{said} {turn.prompt(moved)}".strip())
 
 
 def _ask_again(turn: Turn, reason: str) -> Decision:
-    return turn.stay(_with_prompt(reason, turn.state, turn.config))
+    options = f" {turn.say(R.CLAIM_OPTIONS)}" if turn.state.phase in STEP_PHASES else ""
+    return turn.stay(f"{reason} {turn.prompt()}{options}".strip())
+
+
+def _current_value(draft: ClaimDraft, phase: Phase) -> str | None:
+    if phase is Phase.CLAIM_DATE and draft.journey_date is not None:
+        return claims.describe_date(draft.journey_date)
+    if phase is Phase.CLAIM_STATIONS and draft.origin and draft.destination:
+        return f"{draft.origin} to {draft.destination}"
+    if phase is Phase.CLAIM_TIME and draft.departure is not None:
+        return claims.describe_time(draft.departure)
+    return None
+
+
+def go_to_field(turn: Turn, phase: Phase, *, back: bool = False) -> Decision:
+    """Ask one question again; its answer is kept until a new one replaces it."""
+    moved = replace(turn.state, phase=phase, proposal=None)
+    field_name = turn.say(FIELD_NAMES[phase])
+    text = turn.say(R.BACK_TO if back else R.CHANGE_FIELD, field=field_name)
+    value = _current_value(_draft(turn), phase)
+    if value is not None:
+        text += " " + turn.say(R.NOW_SET, value=value)
+    return turn.move(moved, f"{text} {turn.prompt(moved)}")
+
+
+_PREVIOUS: Mapping[Phase, Phase] = {
+    Phase.CLAIM_STATIONS: Phase.CLAIM_DATE,
+    Phase.CLAIM_TIME: Phase.CLAIM_STATIONS,
+    Phase.CLAIM_TICKET: Phase.CLAIM_TIME,
+}
+
+
+def go_back(turn: Turn) -> Decision:
+    phase = turn.state.phase
+    if phase is Phase.CLAIM_CONFIRM:
+        return offer_changes(turn)
+    previous = _PREVIOUS.get(phase)
+    if previous is None:
+        return turn.stay(f"{turn.say(R.FIRST_QUESTION)} {turn.prompt()}")
+    return go_to_field(turn, previous, back=True)
+
+
+def keep_answer(turn: Turn) -> Decision:
+    """SKIP at a question already answered (after BACK or "change X"): keep that answer."""
+    draft = _draft(turn)
+    if _current_value(draft, turn.state.phase) is None:
+        return _ask_again(turn, "")
+    return _advance(turn, draft, "")
+
+
+def offer_changes(turn: Turn) -> Decision:
+    return turn.move(replace(turn.state, proposal=None), turn.say(R.WHAT_TO_CHANGE))
+
+
+def _moved_departure(
+    departure: datetime | None, journey_date: date, now: datetime
+) -> datetime | None:
+    """The same wall-clock departure on another day, when that time exists and is past."""
+    if departure is None:
+        return None
+    moved = claims.departure_at(journey_date, departure.astimezone(claims.UK).time(), now=now)
+    return None if isinstance(moved, claims.Rejected) else moved
 
 
 def answer_date(turn: Turn) -> Decision:
@@ -723,8 +1078,11 @@ def answer_date(turn: Turn) -> Decision:
     )
     if isinstance(found, claims.Rejected):
         return _ask_again(turn, found.reason)
-    draft = replace(_draft(turn), journey_date=found, departure=None)
-    return _advance(turn, draft, f"Got it: {claims.describe_date(found)}.")
+    draft = _draft(turn)
+    draft = replace(
+        draft, journey_date=found, departure=_moved_departure(draft.departure, found, turn.now)
+    )
+    return _advance(turn, draft, turn.say(R.GOT_DATE, date=claims.describe_date(found)))
 
 
 def answer_stations(turn: Turn) -> Decision:
@@ -732,7 +1090,8 @@ def answer_stations(turn: Turn) -> Decision:
     if isinstance(found, claims.Rejected):
         return _ask_again(turn, found.reason)
     draft = replace(_draft(turn), origin=found.origin, destination=found.destination)
-    return _advance(turn, draft, f"Got it: {found.origin} to {found.destination}.")
+    said = turn.say(R.GOT_STATIONS, origin=found.origin, destination=found.destination)
+    return _advance(turn, draft, said)
 
 
 def answer_time(turn: Turn) -> Decision:
@@ -745,22 +1104,102 @@ def answer_time(turn: Turn) -> Decision:
     departure = claims.departure_at(draft.journey_date, found, now=turn.now)
     if isinstance(departure, claims.Rejected):
         return _ask_again(turn, departure.reason)
-    return _advance(
-        turn, replace(draft, departure=departure), f"Got it: {claims.describe_time(departure)}."
-    )
+    said = turn.say(R.GOT_TIME, time=claims.describe_time(departure))
+    return _advance(turn, replace(draft, departure=departure), said)
 
 
 def answer_ticket(turn: Turn) -> Decision:
-    return _ask_again(turn, "I need a photo or PDF of your ticket here.")
+    return _ask_again(turn, turn.say(R.NEED_TICKET))
 
 
 def skip_ticket(turn: Turn) -> Decision:
-    confirming = replace(turn.state, phase=Phase.CLAIM_CONFIRM)
-    return turn.move(confirming, prompt(confirming, turn.config))
+    draft = replace(_draft(turn), reviewed=True)
+    confirming = replace(turn.state, phase=Phase.CLAIM_CONFIRM, claim=draft)
+    return turn.move(confirming, turn.prompt(confirming))
+
+
+_TIME_IN_TEXT = re.compile(
+    r"(?<![0-9/.:])(?:[0-9]{1,2}[:.][0-9]{2}(?:\s*[ap]\.?m\.?)?|[0-9]{1,2}\s*[ap]\.?m\.?)"
+    r"(?![0-9/:])"
+)
+
+
+def time_in(text: str) -> time | None:
+    """A clock time the text plainly gives: the whole answer, or one inside a sentence."""
+    found = claims.parse_departure_time(text)
+    if isinstance(found, time):
+        return found
+    inside = _TIME_IN_TEXT.findall(text.casefold())
+    if len(inside) == 1:
+        found = claims.parse_departure_time(inside[0])
+        if isinstance(found, time):
+            return found
+    return None
+
+
+def _propose(turn: Turn, changed: ClaimDraft, key: R, value: str) -> Decision:
+    if changed == _draft(turn):
+        return turn.stay(f"{turn.say(R.UNCHANGED)} {turn.prompt()}")
+    return turn.move(replace(turn.state, proposal=changed), turn.say(key, value=value))
 
 
 def answer_confirmation(turn: Turn) -> Decision:
-    return turn.stay(prompt(turn.state, turn.config))
+    """Free text at the summary: a number or "change X" asks that again; a value that
+    plainly answers one question is offered as a correction; anything else, the choices."""
+    text, draft = turn.inbound.text, _draft(turn)
+    if len(text) <= claims.MAX_ANSWER_CHARS:
+        wanted = requested_field(text, Phase.CLAIM_CONFIRM)
+        given_time = time_in(text)
+        if given_time is not None and draft.journey_date is not None:
+            departure = claims.departure_at(draft.journey_date, given_time, now=turn.now)
+            if isinstance(departure, claims.Rejected):
+                return turn.stay(f"{departure.reason} {turn.say(R.WHAT_TO_CHANGE)}")
+            value = claims.describe_time(departure)
+            return _propose(turn, replace(draft, departure=departure), R.PROPOSE_TIME, value)
+        given_date = claims.parse_journey_date(
+            text, now=turn.now, window_days=turn.config.claim_window_days
+        )
+        if isinstance(given_date, date):
+            changed = replace(
+                draft,
+                journey_date=given_date,
+                departure=_moved_departure(draft.departure, given_date, turn.now),
+            )
+            value = claims.describe_date(given_date)
+            return _propose(turn, changed, R.PROPOSE_DATE, value)
+        if wanted is not None:
+            return go_to_field(turn, wanted)
+        stations = claims.parse_stations(text)
+        if isinstance(stations, claims.Stations):
+            changed = replace(draft, origin=stations.origin, destination=stations.destination)
+            value = f"{stations.origin} to {stations.destination}"
+            return _propose(turn, changed, R.PROPOSE_STATIONS, value)
+        if set(_WORD.findall(normalise_text(text))) & _CHANGE_WORDS:
+            return offer_changes(turn)
+    return turn.stay(f"{turn.say(R.NOT_UNDERSTOOD)} {turn.prompt()}")
+
+
+def accept_proposal(turn: Turn) -> Decision:
+    proposal = turn.state.proposal
+    assert proposal is not None  # noqa: S101 - _dispatch routes here only with one
+    return _advance(turn, proposal, turn.say(R.CHANGED))
+
+
+def decline_proposal(turn: Turn) -> Decision:
+    unchanged = replace(turn.state, proposal=None)
+    return turn.move(unchanged, f"{turn.say(R.UNCHANGED)} {turn.prompt(unchanged)}")
+
+
+def journey_fingerprint(
+    journey_date: date, origin: str, destination: str, departure: datetime
+) -> str:
+    """The same journey however it was typed: day, stations (case and spaces aside), time."""
+    names = (" ".join(name.casefold().split()) for name in (origin, destination))
+    return "|".join((journey_date.isoformat(), *names, claims.describe_time(departure)))
+
+
+def _day_of(moment: datetime) -> str:
+    return claims.describe_date(moment.astimezone(claims.UK).date())
 
 
 def submit_claim(turn: Turn) -> Decision:
@@ -771,8 +1210,23 @@ def submit_claim(turn: Turn) -> Decision:
         or draft.destination is None
         or draft.departure is None
     ):
-        return _advance(turn, draft, "There's something missing.")
-    home = replace(turn.state, phase=Phase.MENU, claim=None)
+        return _advance(turn, draft, turn.say(R.SOMETHING_MISSING))
+    fingerprint = journey_fingerprint(
+        draft.journey_date, draft.origin, draft.destination, draft.departure
+    )
+    window = timedelta(days=turn.config.claim_window_days)
+    recent = tuple((seen, when) for seen, when in turn.state.submitted if turn.now - when <= window)
+    before = [when for seen, when in recent if seen == fingerprint]
+    if before and not draft.duplicate_warned:
+        warned = replace(turn.state, claim=replace(draft, duplicate_warned=True))
+        return turn.move(warned, turn.say(R.DUPLICATE_JOURNEY, when=_day_of(before[-1])))
+    home = replace(
+        turn.state,
+        phase=Phase.MENU,
+        claim=None,
+        proposal=None,
+        submitted=(*recent, (fingerprint, turn.now))[-MAX_SUBMITTED:],
+    )
     submitted = SubmitJourney(
         journey_id=draft.journey_id,
         journey_date=draft.journey_date,
@@ -783,27 +1237,31 @@ def submit_claim(turn: Turn) -> Decision:
     )
     return turn.move(
         home,
-        f"Thanks! We've sent your claim for the {claims.describe_time(draft.departure)} "
-        f"{draft.origin} to {draft.destination} train on "
-        f"{claims.describe_date(draft.journey_date)}. We'll message you here when we've "
-        "matched your journey.",
+        turn.say(
+            R.SUBMITTED,
+            time=claims.describe_time(draft.departure),
+            origin=draft.origin,
+            destination=draft.destination,
+            date=claims.describe_date(draft.journey_date),
+        ),
         submitted,
     )
 
 
-def restart_claim(turn: Turn) -> Decision:
-    draft = _draft(turn)
-    fresh = ClaimDraft(journey_id=draft.journey_id, ticket=draft.ticket)
-    restarted = replace(turn.state, phase=Phase.CLAIM_DATE, claim=fresh)
-    kept = " I've kept your ticket." if fresh.ticket else ""
-    return turn.move(restarted, f"OK, let's start again.{kept} " + prompt(restarted, turn.config))
-
-
 # --- handlers: photos and PDFs ----------------------------------------------------------
+
+# WhatsApp sends stickers as WebP images; cameras and screenshots give JPEG, PNG or HEIC.
+STICKER_TYPES = frozenset({"image/webp"})
+
+
+def _kind(content_type: str) -> str:
+    return content_type.split(";")[0].strip().lower()
 
 
 def is_ticket_type(content_type: str) -> bool:
-    kind = content_type.split(";")[0].strip().lower()
+    kind = _kind(content_type)
+    if kind in STICKER_TYPES:
+        return False
     return kind.startswith("image/") or kind == "application/pdf"
 
 
@@ -812,14 +1270,17 @@ def _ticket_files(turn: Turn) -> tuple[tuple[Media, ...], int]:
     return accepted, len(turn.inbound.media) - len(accepted)
 
 
-def _skipped(count: int) -> str:
+def _skipped(turn: Turn, count: int) -> str:
     if not count:
         return ""
-    return f" ({count} file{'s' if count != 1 else ''} skipped: only photos and PDFs.)"
+    if count == 1:
+        return " " + turn.say(R.SKIPPED_ONE)
+    return " " + turn.say(R.SKIPPED_MANY, count=count)
 
 
 def _not_a_ticket(turn: Turn) -> Decision:
-    return _ask_again(turn, "I can only take photos or PDFs of tickets.")
+    stickers = all(_kind(item.content_type) in STICKER_TYPES for item in turn.inbound.media)
+    return _ask_again(turn, turn.say(R.STICKER if stickers else R.NOT_A_TICKET))
 
 
 def ticket_in_claim(turn: Turn) -> Decision:
@@ -827,9 +1288,12 @@ def ticket_in_claim(turn: Turn) -> Decision:
     if not accepted:
         return _not_a_ticket(turn)
     draft = _draft(turn)
-    attached = replace(draft, ticket=(draft.ticket + accepted)[:MAX_TICKET_FILES])
+    # Asked again for the ticket after the summary: the new files replace the old.
+    replacing = turn.state.phase is Phase.CLAIM_TICKET and draft.reviewed
+    kept = () if replacing else draft.ticket
+    attached = replace(draft, ticket=(kept + accepted)[:MAX_TICKET_FILES])
     published = PublishTicket(turn.derived_id("ticket"), accepted, draft.journey_id)
-    decision = _advance(turn, attached, f"Got your ticket.{_skipped(skipped)}")
+    decision = _advance(turn, attached, turn.say(R.GOT_TICKET) + _skipped(turn, skipped))
     return decision._replace(effects=(published,))
 
 
@@ -837,17 +1301,21 @@ def ticket_outside_claim(turn: Turn) -> Decision:
     accepted, skipped = _ticket_files(turn)
     if not accepted:
         return _not_a_ticket(turn)
-    kept = replace(turn.state, recent_ticket=accepted[:MAX_TICKET_FILES])
+    files = (turn.state.recent_ticket + accepted)[:MAX_TICKET_FILES]
+    kept = replace(turn.state, recent_ticket=files)
+    if len(files) > len(accepted):
+        text = turn.say(R.TICKET_OUTSIDE_CLAIM_MORE, count=len(files))
+    else:
+        text = turn.say(R.TICKET_OUTSIDE_CLAIM)
     return turn.move(
         kept,
-        f"Thanks, we've got your ticket.{_skipped(skipped)} Reply CLAIM to claim for a "
-        "delay on this journey, or MENU for other options.",
+        f"{text}{_skipped(turn, skipped)}",
         PublishTicket(turn.derived_id("ticket"), accepted),
     )
 
 
 def ticket_too_early(turn: Turn) -> Decision:
-    return _ask_again(turn, "We can take tickets once your number is verified.")
+    return turn.stay(f"{turn.say(R.TICKET_TOO_EARLY)} {turn.prompt()}")
 
 
 # --- the tables --------------------------------------------------------------------------
@@ -861,9 +1329,14 @@ TRANSITIONS: Mapping[tuple[Phase, Command], Handler] = {
     (Phase.CONFIRM_ERASURE, Command.DELETE_MY_DATA): ask_erasure,
     (Phase.CLAIM_TICKET, Command.SKIP): skip_ticket,
     (Phase.CLAIM_CONFIRM, Command.YES): submit_claim,
-    (Phase.CLAIM_CONFIRM, Command.NO): restart_claim,
+    (Phase.CLAIM_CONFIRM, Command.NO): offer_changes,
     **{(phase, Command.CANCEL): cancel_claim for phase in CLAIM_PHASES},
     **{(phase, Command.CLAIM): already_claiming for phase in CLAIM_PHASES},
+    **{(phase, Command.BACK): go_back for phase in CLAIM_PHASES},
+    **{
+        (phase, Command.SKIP): keep_answer
+        for phase in (Phase.CLAIM_DATE, Phase.CLAIM_STATIONS, Phase.CLAIM_TIME)
+    },
 }
 
 COMMANDS: Mapping[Command, Handler] = {
@@ -875,6 +1348,8 @@ COMMANDS: Mapping[Command, Handler] = {
     Command.CLAIM: start_claim,
     Command.STATUS: request_status,
     Command.RESEND: resend_elsewhere,
+    Command.ENGLISH: choose_language,
+    Command.CYMRAEG: choose_language,
 }
 
 # Where only some of COMMANDS apply; elsewhere all do. A pending erasure is answered
@@ -923,29 +1398,42 @@ def _media_from(raw: Any) -> tuple[Media, ...]:
 _STATE_JSON = msgspec.json.Encoder(order="sorted")
 
 
+def _draft_json(draft: ClaimDraft | None) -> dict[str, Any] | None:
+    if draft is None:
+        return None
+    return {
+        "journey_id": str(draft.journey_id),
+        "journey_date": draft.journey_date.isoformat() if draft.journey_date else None,
+        "origin": draft.origin,
+        "destination": draft.destination,
+        "departure": draft.departure.isoformat() if draft.departure else None,
+        "ticket": _media_json(draft.ticket),
+        "reviewed": draft.reviewed,
+        "duplicate_warned": draft.duplicate_warned,
+    }
+
+
 def state_to_json(state: ConversationState, saved_at: datetime | None = None) -> str:
-    """``saved_at``: the time of the message that saved it, kept beside the state for the
-    shell's freshness check (shared/services/inbound.py)."""
-    draft = state.claim
+    """``saved_at``: the time of the message that saved it (else the state's own), kept
+    beside the state for the shell's freshness check (shared/services/inbound.py) and the
+    core's idle check (``is_idle``). Fields added since version 1 are optional on reading,
+    so a state saved before them still loads."""
     body: dict[str, Any] = {
         "v": STATE_VERSION,
         "phase": state.phase.value,
         "conversation_id": str(state.conversation_id),
         "resume_phase": state.resume_phase.value if state.resume_phase else None,
         "recent_ticket": _media_json(state.recent_ticket),
-        "claim": None,
+        "claim": _draft_json(state.claim),
+        "language": state.language,
+        "proposal": _draft_json(state.proposal),
+        "resend_after": state.resend_after.isoformat() if state.resend_after else None,
+        "replaced_codes": list(state.replaced_codes),
+        "submitted": [[seen, when.isoformat()] for seen, when in state.submitted],
     }
-    if draft is not None:
-        body["claim"] = {
-            "journey_id": str(draft.journey_id),
-            "journey_date": draft.journey_date.isoformat() if draft.journey_date else None,
-            "origin": draft.origin,
-            "destination": draft.destination,
-            "departure": draft.departure.isoformat() if draft.departure else None,
-            "ticket": _media_json(draft.ticket),
-        }
-    if saved_at is not None:
-        body["saved_at"] = saved_at.isoformat()
+    saved = saved_at or state.saved_at
+    if saved is not None:
+        body["saved_at"] = saved.isoformat()
     return _STATE_JSON.encode(body).decode()
 
 
@@ -962,38 +1450,68 @@ def stored_state_from_json(text: str) -> tuple[ConversationState | None, datetim
         saved_at = datetime.fromisoformat(raw_saved_at) if raw_saved_at else None
     except (ValueError, TypeError, AttributeError):
         return None, None
-    return _state_from_body(body), saved_at
+    if saved_at is not None and saved_at.tzinfo is None:
+        saved_at = None
+    return _state_from_body(body, saved_at), saved_at
 
 
-def _state_from_body(body: Any) -> ConversationState | None:
+class _Unreadable(ValueError):
+    pass
+
+
+def _aware(raw: Any) -> datetime | None:
+    if not raw:
+        return None
+    moment = datetime.fromisoformat(raw)
+    if moment.tzinfo is None:
+        raise _Unreadable
+    return moment
+
+
+def _required_aware(raw: Any) -> datetime:
+    moment = _aware(raw)
+    if moment is None:
+        raise _Unreadable
+    return moment
+
+
+def _draft_from(raw_claim: Any) -> ClaimDraft | None:
+    if raw_claim is None:
+        return None
+    departure = _aware(raw_claim.get("departure"))
+    journey_date = raw_claim.get("journey_date")
+    return ClaimDraft(
+        journey_id=UUID(raw_claim["journey_id"]),
+        journey_date=date.fromisoformat(journey_date) if journey_date else None,
+        origin=raw_claim.get("origin"),
+        destination=raw_claim.get("destination"),
+        departure=departure.astimezone(claims.UK) if departure else None,
+        ticket=_media_from(raw_claim.get("ticket") or []),
+        reviewed=bool(raw_claim.get("reviewed", False)),
+        duplicate_warned=bool(raw_claim.get("duplicate_warned", False)),
+    )
+
+
+def _state_from_body(body: Any, saved_at: datetime | None = None) -> ConversationState | None:
     try:
         if body.get("v") != STATE_VERSION:
             return None
-        raw_claim = body.get("claim")
-        draft = None
-        if raw_claim is not None:
-            departure = raw_claim.get("departure")
-            parsed_departure = datetime.fromisoformat(departure) if departure else None
-            if parsed_departure is not None and parsed_departure.tzinfo is None:
-                return None
-            if parsed_departure is not None:
-                parsed_departure = parsed_departure.astimezone(claims.UK)
-            journey_date = raw_claim.get("journey_date")
-            draft = ClaimDraft(
-                journey_id=UUID(raw_claim["journey_id"]),
-                journey_date=date.fromisoformat(journey_date) if journey_date else None,
-                origin=raw_claim.get("origin"),
-                destination=raw_claim.get("destination"),
-                departure=parsed_departure,
-                ticket=_media_from(raw_claim.get("ticket") or []),
-            )
         resume = body.get("resume_phase")
+        language = body.get("language") or DEFAULT_LANGUAGE
         return ConversationState(
             phase=Phase(body["phase"]),
             conversation_id=UUID(body["conversation_id"]),
-            claim=draft,
+            claim=_draft_from(body.get("claim")),
             resume_phase=Phase(resume) if resume else None,
             recent_ticket=_media_from(body.get("recent_ticket") or []),
+            language=str(language),
+            proposal=_draft_from(body.get("proposal")),
+            resend_after=_aware(body.get("resend_after")),
+            replaced_codes=tuple(str(item) for item in body.get("replaced_codes") or ()),
+            submitted=tuple(
+                (str(seen), _required_aware(when)) for seen, when in body.get("submitted") or ()
+            ),
+            saved_at=saved_at,
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None

@@ -650,6 +650,9 @@ class PreferencesRepository:
     def set_notification_enabled(self, user_id: UUID, *, enabled: bool, now: datetime) -> None:
         self._db.execute("set_notification_enabled", user_id=user_id, enabled=enabled, now=now)
 
+    def set_language(self, user_id: UUID, *, language: str, now: datetime) -> None:
+        self._db.execute("set_language", user_id=user_id, language=language, now=now)
+
 
 # Compact JSON with sorted keys, as json.dumps(sort_keys=True) writes it, ~10x faster: an
 # outbox row is written for most webhook messages.

@@ -27,6 +27,7 @@ class OtpResult(StrEnum):
     EXHAUSTED = "exhausted"  # the last allowed try was wrong: the code is gone
     EXPIRED = "expired"
     NO_CODE = "no_code"  # nothing to check against (never sent, used, or ended)
+    REPLACED = "replaced"  # an older code a RESEND replaced: no try used
 
 
 @dataclass(frozen=True)

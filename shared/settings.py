@@ -69,7 +69,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # --- redis ------------------------------------------------------------------
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_key_prefix: str = "wh:"
-    conversation_ttl_seconds: PositiveInt = 24 * 3600
+    # How long Redis keeps a conversation state after its last message: longer than
+    # conversation_idle_seconds, so a claim dropped for silence is said to be (D93).
+    conversation_ttl_seconds: PositiveInt = 72 * 3600
 
     # --- twilio -----------------------------------------------------------------
     twilio_account_sid: str | None = None
@@ -89,6 +91,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     terms_version: Annotated[str, Meta(max_length=20)] = "2025-11-30"
     terms_url: str = "https://railrepay.co.uk/terms"
     claim_window_days: PositiveInt = 28
+    # Silence after which an unfinished claim is dropped (issue 20).
+    conversation_idle_seconds: PositiveInt = 24 * 3600
+    # Where a passenger who is stuck (codes refused) is told to write.
+    support_email: str = "support@railrepay.co.uk"
 
     # --- rate limits (RAILREPAY-800) --------------------------------------------
     rate_limit_inbound_per_minute: PositiveInt = 20

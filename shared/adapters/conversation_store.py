@@ -51,6 +51,7 @@ class ConversationStore:
 
     def encode(self, state: ConversationState, *, saved_at: datetime) -> str:
         """The value to store at ``key()`` with a TTL of ``ttl_seconds`` (every save
-        restarts it: 24 h of silence ends a conversation). The webhook saves it together
+        restarts it; the core drops an unfinished claim after conversation_idle_seconds of
+        silence and says so, which needs the state to outlive it). The webhook saves it together
         with its MessageSid's "done" mark (shared/services/inbound.py)."""
         return state_to_json(state, saved_at)

@@ -8,7 +8,7 @@ together and no send is counted against one limit when the other refused it.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import cast
 
@@ -68,6 +68,12 @@ class RateLimiter:
     def inbound_allowed(self, count: int) -> bool:
         """False once the number has sent more than its limit this minute."""
         return count <= self._inbound_per_minute
+
+    @staticmethod
+    def otp_window_ends(now: datetime) -> datetime:
+        """When the hourly OTP window holding ``now`` ends (a refused RESEND works again)."""
+        window = int(now.timestamp()) // HOUR_SECONDS
+        return datetime.fromtimestamp((window + 1) * HOUR_SECONDS, tz=UTC)
 
     def allow_otp(self, phone_number: str, now: datetime) -> OtpAllowance:
         """Counts one OTP SMS against both hourly limits, only when both allow it."""

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 import secrets
@@ -56,6 +57,7 @@ from shared.conversation import (
     RegisterUser,
     RequestClaimStatus,
     SendOtpSms,
+    SetLanguage,
     SetNotifications,
     StartConversation,
     SubmitJourney,
@@ -148,6 +150,8 @@ def conversation_config(settings: Settings) -> ConversationConfig:
         claim_window_days=settings.claim_window_days,
         otp_ttl_seconds=settings.otp_ttl_seconds,
         otp_max_attempts=settings.otp_max_attempts,
+        support_email=settings.support_email,
+        conversation_idle_seconds=settings.conversation_idle_seconds,
     )
 
 
@@ -340,8 +344,8 @@ class _Execution:
                 )
             case SendOtpSms():
                 return self._issue_code()
-            case VerifyOtp(code=code):
-                return self._check_code(code)
+            case VerifyOtp(code=code, replaced=replaced):
+                return self._check_code(code, replaced)
             case MarkVerified():
                 uow.fetch_one("mark_verified", user_id=self._user(), now=now)
                 self._publish(
@@ -351,6 +355,8 @@ class _Execution:
                 )
             case SetNotifications(enabled=enabled):
                 uow.preferences.set_notification_enabled(self._user(), enabled=enabled, now=now)
+            case SetLanguage(language=language):
+                uow.preferences.set_language(self._user(), language=language, now=now)
             case EraseUser():
                 self.erased = erase_user(
                     uow,
@@ -448,20 +454,33 @@ class _Execution:
                 user_id=str(user_id),
                 limit=allowance.value,
             )
-            return OtpSendOutcome(OtpSendResult.RATE_LIMITED)
+            return OtpSendOutcome(
+                OtpSendResult.RATE_LIMITED, retry_at=RateLimiter.otp_window_ends(self.now)
+            )
         code = otp.generate_code()
-        self.uow.execute(
+        secret = otp.hash_code(services.pepper, self.message.phone_number, code)
+        row = self.uow.fetch_one(
             "store_otp",
             user_id=user_id,
-            otp_secret=otp.hash_code(services.pepper, self.message.phone_number, code),
+            otp_secret=secret,
             expires_at=otp.expiry(self.now, services.settings.otp_ttl_seconds),
             now=self.now,
         )
+        previous = row["previous_secret"] if row is not None else None
         self.otp_code = code
-        return OtpSendOutcome(OtpSendResult.SENT)
+        return OtpSendOutcome(
+            OtpSendResult.SENT, replaced=previous if previous and previous != secret else None
+        )
 
-    def _check_code(self, code: str) -> OtpCheckOutcome:
+    def _check_code(self, code: str, replaced: tuple[str, ...] = ()) -> OtpCheckOutcome:
         settings, user_id = self.services.settings, self._user()
+        if replaced:
+            typed = otp.hash_code(self.services.pepper, self.message.phone_number, code)
+            if any(hmac.compare_digest(typed.encode(), old.encode()) for old in replaced):
+                log.info(
+                    "otp checked", action="otp.checked", user_id=str(user_id), result="replaced"
+                )
+                return OtpCheckOutcome(otp.OtpCheck(otp.OtpResult.REPLACED))
         row = self.uow.fetch_one(
             "take_otp_attempt", user_id=user_id, max_attempts=settings.otp_max_attempts
         )
@@ -503,6 +522,8 @@ def _user_view(row: Row | None) -> UserView | None:
         verified=row["verified_at"] is not None,
         blocked=row["blocked_at"] is not None,
         terms_version=row["terms_version"],
+        notifications_enabled=row["notification_enabled"] is not False,
+        language=str(row["language"] or conversation.DEFAULT_LANGUAGE),
     )
 
 

@@ -35,10 +35,16 @@ UPDATE whatsapp_handler.users
 
 -- name: store_otp
 -- A new code replaces any old one and resets the attempt counter (RESEND invalidates).
+-- Returns the replaced code's hash (the row is locked by lock_and_touch_user), so an old
+-- code typed later can be told apart from a wrong one (issue 20).
+WITH previous AS (
+    SELECT otp_secret FROM whatsapp_handler.users WHERE id = :user_id
+)
 UPDATE whatsapp_handler.users
    SET otp_secret = :otp_secret, otp_expires_at = :expires_at, otp_attempts = 0,
        updated_at = :now
- WHERE id = :user_id;
+ WHERE id = :user_id
+RETURNING (SELECT otp_secret FROM previous) AS previous_secret;
 
 -- name: take_otp_attempt
 -- Atomic attempt counter: concurrent guesses cannot exceed the limit, because the

@@ -140,7 +140,7 @@ TRANSITIONS = [
     (c.Phase.CLAIM_TICKET, "verified", "SKIP", c.Phase.CLAIM_CONFIRM, [], "Reply YES"),
     (c.Phase.CLAIM_TICKET, "verified", "no ticket", c.Phase.CLAIM_TICKET, [], "SKIP"),
     (c.Phase.CLAIM_CONFIRM, "verified", "YES", c.Phase.MENU, ["SubmitJourney"], "matched"),
-    (c.Phase.CLAIM_CONFIRM, "verified", "NO", c.Phase.CLAIM_DATE, [], "start again"),
+    (c.Phase.CLAIM_CONFIRM, "verified", "NO", c.Phase.CLAIM_CONFIRM, [], "like to change"),
     (c.Phase.CLAIM_CONFIRM, "verified", "maybe", c.Phase.CLAIM_CONFIRM, [], "Reply YES"),
 ]
 
@@ -165,7 +165,7 @@ def test_transitions(
 
 
 def test_a_first_message_from_a_new_number_gets_the_welcome_whatever_it_says() -> None:
-    for text in ("YES", "HELP", "DELETE MY DATA", "hi"):
+    for text in ("HELP", "DELETE MY DATA", "hi", "NO"):
         decision = step(None, text, GUEST)
         assert decision.state is not None and decision.state.phase is c.Phase.AWAITING_TERMS
         assert decision.effects == () and "reply YES" in decision.reply
@@ -304,7 +304,10 @@ _drafts = st.builds(
         ),
     ),
     ticket=st.lists(_media, max_size=3).map(tuple),
+    reviewed=st.booleans(),
+    duplicate_warned=st.booleans(),
 )
+_aware_moments = st.datetimes(datetime(2025, 1, 1), datetime(2027, 12, 31), timezones=st.just(UTC))
 _states = st.one_of(
     st.none(),
     st.builds(
@@ -314,6 +317,14 @@ _states = st.one_of(
         claim=st.one_of(st.none(), _drafts),
         resume_phase=st.one_of(st.none(), st.sampled_from(c.Phase)),
         recent_ticket=st.lists(_media, max_size=2).map(tuple),
+        language=st.sampled_from(["en-GB", "cy-GB", "pl"]),
+        proposal=st.one_of(st.none(), _drafts),
+        resend_after=st.one_of(st.none(), _aware_moments),
+        replaced_codes=st.lists(st.just("ab" * 32), max_size=2).map(tuple),
+        saved_at=st.one_of(st.none(), _aware_moments),
+        submitted=st.lists(
+            st.tuples(st.just("2026-11-23|leeds|york|08:02"), _aware_moments), max_size=2
+        ).map(tuple),
     ),
 )
 _users = st.one_of(
@@ -324,11 +335,30 @@ _users = st.one_of(
         verified=st.booleans(),
         blocked=st.booleans(),
         terms_version=st.sampled_from([None, "v1", "v2"]),
+        notifications_enabled=st.booleans(),
+        language=st.sampled_from(["en-GB", "cy-GB"]),
     ),
 )
 _texts = st.one_of(
     st.text(max_size=200),
-    st.sampled_from([*sorted(c.KEYWORDS), "123456", "1", "2", "today", "Leeds to York", "8am"]),
+    st.sampled_from(
+        [
+            *sorted(c.KEYWORDS),
+            *sorted(c.YES_WORDS),
+            "123456",
+            "1",
+            "2",
+            "3",
+            "4",
+            "today",
+            "Leeds to York",
+            "8am",
+            "17:15",
+            "change time",
+            "back",
+            "I want to make a claim",
+        ]
+    ),
 )
 _moments = st.datetimes(datetime(2025, 1, 1), datetime(2027, 12, 31), timezones=st.just(UTC))
 

@@ -138,7 +138,7 @@ def test_a_train_that_has_not_left_yet_is_refused(bot: Bot) -> None:
     assert "photo or PDF" in bot.say("11:59")
 
 
-def test_no_at_the_summary_starts_again(bot: Bot, outbox: Any) -> None:
+def test_no_at_the_summary_offers_what_to_change_and_keeps_the_rest(bot: Bot, outbox: Any) -> None:
     bot.register()
     bot.say("CLAIM")
     bot.say("yesterday")
@@ -146,16 +146,17 @@ def test_no_at_the_summary_starts_again(bot: Bot, outbox: Any) -> None:
     bot.say("8am")
     bot.say("SKIP")
 
-    assert "start again" in bot.say("NO")
-    bot.say("today")
-    bot.say("York to Leeds")
-    bot.say("10:15")
-    bot.say("SKIP")
+    assert "What would you like to change?" in bot.say("NO")
+    assert "Which stations" in bot.say("2")
+    assert "Please check your claim" in bot.say("York to Leeds")
+    assert "Change the time to 10:15?" in bot.say("the time is wrong, it was 10:15")
+    assert "Changed." in bot.say("yes please")
     bot.say("YES")
 
     (journey,) = submitted(outbox)
     assert journey["payload"]["origin"] == "York"
-    assert journey["payload"]["departure"] == "2026-11-24T10:15:00+00:00"
+    assert journey["payload"]["journey_date"] == "2026-11-23"
+    assert journey["payload"]["departure"] == "2026-11-23T10:15:00+00:00"
 
 
 @pytest.mark.parametrize(
@@ -229,10 +230,26 @@ def test_claims_need_a_verified_number(bot: Bot, outbox: Any) -> None:
     assert {row["event_type"] for row in outbox()} == {"user.registered", "conversation.started"}
 
 
-def test_the_conversation_lives_24_hours(bot: Bot) -> None:
+def test_a_claim_left_24_hours_is_dropped_and_said_to_be(bot: Bot, outbox: Any) -> None:
+    # Issue 20: the next message said "Welcome back" and threw the answer away.
+    bot.register()
+    bot.say("CLAIM")
+    bot.say("yesterday")
+    key = bot.webhook.module.deps().services.keys.conversation(PHONE)
+    assert 72 * 3600 - 60 < bot.services.redis.ttl(key) <= 72 * 3600  # outlives the claim
+    bot.clock.advance(hours=25)
+    reply = bot.say("Leeds to York")
+    assert "unfinished claim was dropped" in reply and "nothing was sent" in reply
+    assert "Reply CLAIM to start again" in reply
+    assert "Which day" in bot.say("CLAIM")  # a fresh claim: the old date is gone
+    assert submitted(outbox) == []
+    started = [row for row in outbox() if row["event_type"] == "conversation.started"]
+    assert len(started) == 2  # the silence ended the first conversation
+
+
+def test_a_conversation_state_gone_from_redis_starts_afresh(bot: Bot) -> None:
     bot.register()
     bot.say("CLAIM")
     key = bot.webhook.module.deps().services.keys.conversation(PHONE)
-    assert 86_000 < bot.services.redis.ttl(key) <= 86_400
-    bot.services.redis.delete(key)  # what the TTL does after a day of silence
-    assert "Welcome back" in bot.say("Leeds to York")  # the abandoned claim ended quietly
+    bot.services.redis.delete(key)  # what the TTL does after three days of silence
+    assert "Welcome back" in bot.say("Leeds to York")

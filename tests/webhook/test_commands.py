@@ -78,9 +78,11 @@ def test_delete_my_data_needs_a_yes(bot: Bot, sql: Any, outbox: Any) -> None:
     assert user["block_reason"] == "GDPR_ERASURE_REQUEST"
     assert preferences(sql) == []
     assert outbox()[-1]["event_type"] == "user.gdpr.erased"
-    tag = bot.webhook.module.deps().services.keys.phone_tag(PHONE)
+    services = bot.webhook.module.deps().services
+    tag, prefix = services.keys.phone_tag(PHONE), services.settings.redis_key_prefix
+    # This run's keys only: other runs on the same Redis use the same test number.
     # Only the rate-limit counters are left; they expire with their window (D70).
-    left = [str(key) for key in bot.services.redis.scan_iter(match=f"*{tag}*")]
+    left = [str(key) for key in bot.services.redis.scan_iter(match=f"{prefix}*{tag}*")]
     assert left and all(":rl:" in key for key in left)
     # The number is free again: the next message is a first contact.
     assert "reply YES" in bot.say("hello again")
@@ -146,7 +148,7 @@ def test_only_images_and_pdfs_are_tickets(bot: Bot, outbox: Any) -> None:
 def test_tickets_wait_for_verification(bot: Bot, outbox: Any) -> None:
     bot.say("hi")
     bot.say("YES")
-    assert "once your number is verified" in bot.say("", media=(PHOTO,))
+    assert "send it again once you're verified" in bot.say("", media=(PHOTO,))
     assert [row["event_type"] for row in outbox()] == ["user.registered", "conversation.started"]
 
 
@@ -188,3 +190,36 @@ def test_the_global_otp_ceiling_holds_across_numbers(
     finally:
         monkeypatch.undo()
         webhook.module.deps.cache_clear()
+
+
+def test_a_language_keyword_saves_the_preference_the_notifier_reads(bot: Bot, sql: Any) -> None:
+    # Issue 20: the notifier picks its template by user_preferences.language
+    # (tests/notifier/test_notify.py), so the conversation's choice must land there.
+    bot.register()
+    assert "Welsh" in bot.say("CYMRAEG")
+    assert sql("SELECT language FROM whatsapp_handler.user_preferences") == [{"language": "cy-GB"}]
+    assert "English" in bot.say("ENGLISH")
+    assert sql("SELECT language FROM whatsapp_handler.user_preferences") == [{"language": "en-GB"}]
+
+
+def test_status_while_notifications_are_off_says_so(bot: Bot, outbox: Any) -> None:
+    bot.register()
+    bot.say("STOP")
+    reply = bot.say("STATUS")
+    assert "notifications are off" in reply and "START" in reply
+    assert not [row for row in outbox() if row["event_type"] == "claim.status_requested"]
+    bot.say("START")
+    assert "We've asked for the latest" in bot.say("STATUS")
+
+
+def test_photos_sent_before_claim_all_reach_the_claim(bot: Bot, outbox: Any) -> None:
+    bot.register()
+    bot.say("", media=(PHOTO,))
+    assert "2 ticket files" in bot.say("", media=(PDF,))
+    bot.say("CLAIM")
+    bot.say("yesterday")
+    bot.say("Leeds to York")
+    assert "2 files attached" in bot.say("8am")
+    bot.say("YES")
+    (journey,) = [row for row in outbox() if row["event_type"] == "journey.submitted"]
+    assert [item["url"] for item in journey["payload"]["ticket_media"]] == [PHOTO[0], PDF[0]]
