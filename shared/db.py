@@ -475,9 +475,6 @@ class PreferencesRepository:
     def __init__(self, executor: Executor) -> None:
         self._db = executor
 
-    def find(self, user_id: UUID) -> Row | None:
-        return self._db.fetch_one("find_preferences", user_id=user_id)
-
     def create_defaults(self, user_id: UUID) -> None:
         self._db.execute("insert_default_preferences", user_id=user_id)
 
@@ -511,12 +508,6 @@ class OutboxRepository:
             metadata=None if event.metadata is None else _json_text(event.metadata),
             correlation_id=event.correlation_id,
         )
-
-    def list_unpublished(self, limit: int = 100) -> list[Row]:
-        return self._db.fetch_all("list_unpublished_events", limit=limit)
-
-    def list_for_aggregate(self, aggregate_id: UUID) -> list[Row]:
-        return self._db.fetch_all("list_events_for_aggregate", aggregate_id=aggregate_id)
 
 
 class Database:

@@ -110,7 +110,7 @@ def test_pool_recovers_after_connections_are_killed(db: Database, sql: Any) -> N
 def test_preferences_defaults_and_switch(db: Database) -> None:
     user_id = register(db)
     with db.unit_of_work() as uow:
-        preferences = uow.preferences.find(user_id)
+        preferences = uow.fetch_one("find_preferences", user_id=user_id)
         assert preferences is not None
         assert preferences["notification_enabled"] is True
         assert preferences["language"] == "en-GB"
@@ -118,7 +118,7 @@ def test_preferences_defaults_and_switch(db: Database) -> None:
         uow.preferences.set_notification_enabled(user_id, enabled=False, now=NOW)
         uow.commit()
     with db.unit_of_work() as uow:
-        preferences = uow.preferences.find(user_id)
+        preferences = uow.fetch_one("find_preferences", user_id=user_id)
         assert preferences is not None and preferences["notification_enabled"] is False
 
 
@@ -128,7 +128,7 @@ def test_unpublished_poll_returns_oldest_first(db: Database) -> None:
         uow.outbox.add(events.user_verified(user_id, correlation_id="corr-2", verified_at=NOW))
         uow.commit()
     with db.unit_of_work() as uow:
-        types = [row["event_type"] for row in uow.outbox.list_unpublished(limit=10)]
+        types = [row["event_type"] for row in uow.fetch_all("list_unpublished_events", limit=10)]
     assert types == ["user.registered", "user.verified"]
 
 
@@ -201,7 +201,7 @@ def test_an_outbox_row_is_seen_by_the_statements_after_it(db: Database, sql: Any
     user_id = uuid4()
     with db.unit_of_work() as uow:
         uow.outbox.add(events.user_verified(user_id, correlation_id="c", verified_at=NOW))
-        (row,) = uow.outbox.list_for_aggregate(user_id)
+        (row,) = uow.fetch_all("list_events_for_aggregate", aggregate_id=user_id)
         assert row["event_type"] == "user.verified"
         # Not committed yet: another connection does not see it.
         assert sql("SELECT count(*) AS n FROM whatsapp_handler.outbox_events") == [{"n": 0}]
