@@ -8,6 +8,9 @@
   statement fails with a connection error throws that connection away and retries on a
   fresh one, so callers see no error; a failure later in a transaction is raised as
   DependencyUnavailable (retrying then could repeat half a transaction's effects).
+- Named queries run as prepared statements, pipelined (BEGIN with the first statement,
+  outbox rows with the next one or the COMMIT): that code reaches into pg8000's
+  internals and lives in ``shared/pgwire.py``, which lists each one it touches.
 """
 
 from __future__ import annotations
@@ -15,27 +18,21 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-import struct
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 from uuid import UUID
 
 import msgspec
-import pg8000.converters as pg8000_converters
-import pg8000.core as pg8000_core
 import pg8000.dbapi
-from pg8000.converters import make_params
 from pg8000.exceptions import DatabaseError, InterfaceError
-from pg8000.native import to_statement
 
+from shared import pgwire
 from shared.errors import DependencyUnavailable
 from shared.events import OutboxEvent
 from shared.logs import get_logger
@@ -115,33 +112,6 @@ def _without_nagle(sock: socket.socket) -> socket.socket:
     return sock
 
 
-# PostgreSQL type oids whose text form pg8000 parses with datetime.strptime (~8 us a
-# value, the most expensive part of reading a user row); datetime.fromisoformat reads the
-# ISO form PostgreSQL sends 60 times faster. Anything it does not know (infinity, BC
-# dates, out-of-range years) goes to pg8000's own parser as before.
-_TIMESTAMP_OID, _TIMESTAMPTZ_OID = 1114, 1184
-
-
-def _timestamp_reader(fallback: Callable[[str], Any]) -> Callable[[str], Any]:
-    def read(text: str) -> Any:
-        try:
-            return datetime.fromisoformat(text)
-        except ValueError:
-            return fallback(text)
-
-    return read
-
-
-_read_timestamp = _timestamp_reader(pg8000_converters.timestamp_in)
-_read_timestamptz = _timestamp_reader(pg8000_converters.timestamptz_in)
-
-
-def _with_fast_timestamps(connection: pg8000.dbapi.Connection) -> pg8000.dbapi.Connection:
-    connection.register_in_adapter(_TIMESTAMP_OID, _read_timestamp)
-    connection.register_in_adapter(_TIMESTAMPTZ_OID, _read_timestamptz)
-    return connection
-
-
 def connection_factory(settings: Settings) -> ConnectionFactory:
     """How to open one connection, decided once from the settings."""
     # Sent in the startup packet, so a new connection costs no extra round trips.
@@ -168,7 +138,7 @@ def connection_factory(settings: Settings) -> ConnectionFactory:
         def connect() -> pg8000.dbapi.Connection:
             sock = socket.create_connection((host, kwargs["port"]), kwargs["timeout"])
             connection = pg8000.dbapi.connect(**kwargs, sock=_without_nagle(sock))
-            return _with_fast_timestamps(connection)
+            return pgwire.with_fast_timestamps(connection)
 
         return connect
 
@@ -186,11 +156,11 @@ def connection_factory(settings: Settings) -> ConnectionFactory:
         connection: pg8000.dbapi.Connection = connector.connect(
             instance, "pg8000", user=user, db=database, enable_iam_auth=True, **session
         )
-        # The connector opens the socket itself; pg8000 keeps it as ``_usock``.
-        raw = getattr(connection, "_usock", None)
-        if isinstance(raw, socket.socket):
+        # The connector opens the socket itself; pg8000 keeps it (see pgwire.raw_socket).
+        raw = pgwire.raw_socket(connection)
+        if raw is not None:
             _without_nagle(raw)
-        return _with_fast_timestamps(connection)
+        return pgwire.with_fast_timestamps(connection)
 
     return connect_cloud_sql
 
@@ -272,7 +242,7 @@ def _close_quietly(connection: pg8000.dbapi.Connection) -> None:
 
 def _rollback_quietly(connection: pg8000.dbapi.Connection) -> None:
     try:
-        _rollback(connection)
+        pgwire.rollback(connection)
     except Exception:  # noqa: S110 - the connection is returned broken-or-clean either way
         pass
 
@@ -281,6 +251,10 @@ def _to_db(value: Any) -> Any:
     if isinstance(value, UUID):
         return str(value)
     return value
+
+
+def _to_db_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _to_db(value) for key, value in params.items()}
 
 
 class Executor(Protocol):
@@ -327,7 +301,7 @@ class UnitOfWork:
         broken = exc is not None and is_connection_error(exc)
         if not self._committed and not broken:
             try:
-                _rollback(connection)
+                pgwire.rollback(connection)
             except Exception as error:
                 broken = is_connection_error(error)
         self._pool.release(connection, broken=broken)
@@ -335,7 +309,7 @@ class UnitOfWork:
     def commit(self) -> None:
         """The statements waiting to be sent, then COMMIT: one round trip, all or none."""
         connection = self._require_connection()
-        if not self._later and not connection._in_transaction:
+        if not self._later and not pgwire.in_transaction(connection):
             self._committed = True  # nothing was written: nothing to send
             return
         started = time.perf_counter()
@@ -343,11 +317,11 @@ class UnitOfWork:
             # Inside the try: a statement's first use on this connection prepares it,
             # which is a round trip of its own that can meet a dead connection too.
             segment = [
-                *_begin_if_idle(connection),
+                *pgwire.begin_if_idle(connection),
                 *self._bind_later(connection),
-                (_prepared(connection, _COMMIT), ()),
+                pgwire.commit_statement(connection),
             ]
-            _run_pipeline(connection, [segment])
+            pgwire.run_pipeline(connection, [segment])
         except Exception as error:
             if is_connection_error(error):
                 raise DependencyUnavailable("database connection lost at commit") from error
@@ -357,7 +331,7 @@ class UnitOfWork:
 
     def rollback(self) -> None:
         self._later = []
-        _rollback(self._require_connection())
+        pgwire.rollback(self._require_connection())
 
     def _require_connection(self) -> pg8000.dbapi.Connection:
         if self._connection is None:
@@ -388,12 +362,12 @@ class UnitOfWork:
 
     def run_sql(self, query_text: str, **params: Any) -> list[Row]:
         """Run literal SQL (tests, migrations checks); application code names its queries."""
-        bound = {key: _to_db(value) for key, value in params.items()}
+        bound = _to_db_params(params)
         if self._later:
             started = time.perf_counter()
             self._on_live_connection(
-                lambda connection: _run_pipeline(
-                    connection, [[*_begin_if_idle(connection), *self._bind_later(connection)]]
+                lambda connection: pgwire.run_pipeline(
+                    connection, [[*pgwire.begin_if_idle(connection), *self._bind_later(connection)]]
                 )
             )
             self._log_later(started)
@@ -405,18 +379,20 @@ class UnitOfWork:
 
         return self._on_live_connection(run)
 
-    def _run_named(self, query_name: str, params: Mapping[str, Any]) -> _Result:
+    def _run_named(self, query_name: str, params: Mapping[str, Any]) -> pgwire.Result:
         started = time.perf_counter()
         text = sql(query_name)
 
-        def run(connection: pg8000.dbapi.Connection) -> _Result:
-            begin = _begin_if_idle(connection)
-            statement = _bind(connection, text, params)
+        def run(connection: pg8000.dbapi.Connection) -> pgwire.Result:
+            begin = pgwire.begin_if_idle(connection)
+            statement = pgwire.bind(connection, text, _to_db_params(params))
             if not self._later:
-                return _run_pipeline(connection, [[*begin, statement]])
+                return pgwire.run_pipeline(connection, [[*begin, statement]])
             # The waiting statements in a segment of their own: their row counts stay
             # out of this statement's.
-            return _run_pipeline(connection, [[*begin, *self._bind_later(connection)], [statement]])
+            return pgwire.run_pipeline(
+                connection, [[*begin, *self._bind_later(connection)], [statement]]
+            )
 
         result = self._on_live_connection(run)
         self._log_later(started)
@@ -429,8 +405,11 @@ class UnitOfWork:
         self._require_connection()
         self._later.append((query_name, params))
 
-    def _bind_later(self, connection: pg8000.dbapi.Connection) -> list[_Bound]:
-        return [_bind(connection, sql(name), params) for name, params in self._later]
+    def _bind_later(self, connection: pg8000.dbapi.Connection) -> list[pgwire.Bound]:
+        return [
+            pgwire.bind(connection, sql(name), _to_db_params(params))
+            for name, params in self._later
+        ]
 
     def _log_later(self, started: float) -> None:
         """The waiting statements were sent (in the round trip that began at ``started``)."""
@@ -462,156 +441,11 @@ def _log_query(query_name: str, started: float) -> None:
     )
 
 
-def _rollback(connection: pg8000.dbapi.Connection) -> None:
-    """ROLLBACK over the simple protocol: one round trip (dbapi's rollback() takes three)."""
-    if connection._in_transaction:
-        connection.execute_simple("rollback")
-
-
 def _rows(cursor: pg8000.dbapi.Cursor) -> list[Row]:
     if cursor.description is None:
         return []
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
-# --- named queries as prepared statements, pipelined ---------------------------------------
-# pg8000's dbapi cursor re-parses the SQL text for parameters on every call (~0.1 ms of
-# Python) and sends each statement as Parse, Describe, then Bind/Execute: three round
-# trips. A named query is instead prepared once per connection; every later run is a
-# Bind/Execute. And pg8000 waits for each statement's reply before sending the next, so
-# BEGIN, the statements nobody reads a result of (outbox rows) and COMMIT would each cost
-# a round trip of their own. They travel instead in the same write as the next statement
-# (BEGIN, outbox rows) or as the COMMIT (outbox rows): a message's unit of work is two
-# round trips, not four. pg8000 has no pipeline API, and its send_BIND/send_EXECUTE follow
-# every message with a Flush, which makes the server answer each one in a TCP segment of
-# its own (and wake us for each): so the Bind messages are written here, in the protocol's
-# format (https://www.postgresql.org/docs/current/protocol-message-formats.html), and the
-# replies read by pg8000's own handle_messages. Measured: two round trips of a message's
-# unit of work, 296 -> 194 us of client CPU without the Flushes.
-
-_BEGIN = "BEGIN"
-_COMMIT = "COMMIT"
-
-
-@dataclass(frozen=True)
-class _Result:
-    rows: list[Row]
-    row_count: int
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    name: bytes
-    columns: Any
-    input_funcs: Any
-    statement: str
-    make_values: Callable[[Mapping[str, Any]], Any]
-
-
-# A statement ready to send: the prepared statement and its values, converted.
-_Bound = tuple[_Prepared, Sequence[Any]]
-
-# ``:name`` parameters to ``$n`` (and a values builder), once per query text.
-_positional = cache(to_statement)
-
-
-def _prepared(connection: pg8000.dbapi.Connection, query_text: str) -> _Prepared:
-    prepared_here: dict[str, _Prepared] = connection.__dict__.setdefault("_whatsapp_prepared", {})
-    prepared = prepared_here.get(query_text)
-    if prepared is None:
-        statement, make_values = _positional(query_text)
-        name, columns, input_funcs = connection.prepare_statement(statement, ())
-        prepared = _Prepared(name, columns, input_funcs, statement, make_values)
-        prepared_here[query_text] = prepared
-    return prepared
-
-
-def _bind(
-    connection: pg8000.dbapi.Connection, query_text: str, params: Mapping[str, Any]
-) -> _Bound:
-    prepared = _prepared(connection, query_text)
-    values = make_params(
-        connection.py_types, prepared.make_values({k: _to_db(v) for k, v in params.items()})
-    )
-    return prepared, values
-
-
-def _begin_if_idle(connection: pg8000.dbapi.Connection) -> list[_Bound]:
-    if connection.autocommit or connection._in_transaction:
-        return []
-    return [(_prepared(connection, _BEGIN), ())]
-
-
-_INT32 = struct.Struct("!i").pack
-_UINT16 = struct.Struct("!H").pack
-_NO_FORMAT_CODES = _UINT16(0)  # every parameter and result column in text form
-
-
-def _bind_message(statement_name: bytes, values: Sequence[str | None], encoding: str) -> bytes:
-    """Bind (unnamed portal, ``statement_name`` null-terminated) as pg8000's send_BIND
-    builds it."""
-    body = bytearray(b"\x00" + statement_name + _NO_FORMAT_CODES + _UINT16(len(values)))
-    for value in values:
-        if value is None:
-            body += _INT32(-1)
-        else:
-            encoded = value.encode(encoding)
-            body += _INT32(len(encoded))
-            body += encoded
-    body += _NO_FORMAT_CODES
-    return b"B" + _INT32(len(body) + 4) + body
-
-
-def _run_pipeline(
-    connection: pg8000.dbapi.Connection, segments: Sequence[Sequence[_Bound]]
-) -> _Result:
-    """Every segment's statements in one write and one round trip; the last segment's
-    last statement's rows (the others return none).
-
-    Each segment ends with a Sync: an error skips the rest of its own segment (so a
-    segment ending in COMMIT commits all of it or nothing), and is raised once every
-    reply has been read, so the connection stays usable for the rollback.
-    """
-    encoding = connection._client_encoding
-    messages = bytearray()
-    for segment in segments:
-        for prepared, values in segment:
-            messages += _bind_message(prepared.name, values, encoding)
-            messages += pg8000_core.EXECUTE_MSG
-        messages += pg8000_core.SYNC_MSG
-    try:
-        pg8000_core._write(connection._sock, bytes(messages))
-        pg8000_core._flush(connection._sock)
-    except (AttributeError, ValueError) as error:  # as pg8000's _send_message reports them
-        raise InterfaceError("connection is closed") from error
-    first_error: Exception | None = None
-    context: Any = None
-    for segment in segments:
-        last = segment[-1][0]
-        # Rows are read for the last statement when it alone returns any; rows of others
-        # (a statement sent with the COMMIT that returns some) are read and dropped, so
-        # the connection is left with nothing unread.
-        if all(prepared.columns is None for prepared, _ in segment[:-1]):
-            columns, input_funcs = last.columns, last.input_funcs
-        else:
-            columns, input_funcs = [], []
-        context = pg8000_core.Context(
-            last.statement, columns=columns or [], input_funcs=input_funcs or []
-        )
-        try:
-            connection.handle_messages(context)
-        except Exception as error:
-            if error is not context.error:
-                raise  # not the server's answer: the connection is no longer usable
-            first_error = first_error or error
-    if first_error is not None:
-        raise first_error
-    if not context.columns:
-        return _Result([], context.row_count)
-    names = [column["name"] for column in context.columns]
-    rows = [dict(zip(names, row, strict=True)) for row in context.rows]
-    return _Result(rows, context.row_count)
 
 
 class UsersRepository:
@@ -640,9 +474,6 @@ class UsersRepository:
 class PreferencesRepository:
     def __init__(self, executor: Executor) -> None:
         self._db = executor
-
-    def find(self, user_id: UUID) -> Row | None:
-        return self._db.fetch_one("find_preferences", user_id=user_id)
 
     def create_defaults(self, user_id: UUID) -> None:
         self._db.execute("insert_default_preferences", user_id=user_id)
@@ -680,12 +511,6 @@ class OutboxRepository:
             metadata=None if event.metadata is None else _json_text(event.metadata),
             correlation_id=event.correlation_id,
         )
-
-    def list_unpublished(self, limit: int = 100) -> list[Row]:
-        return self._db.fetch_all("list_unpublished_events", limit=limit)
-
-    def list_for_aggregate(self, aggregate_id: UUID) -> list[Row]:
-        return self._db.fetch_all("list_events_for_aggregate", aggregate_id=aggregate_id)
 
 
 class Database:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import ssl
 import threading
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 from uuid import uuid4
 
 import pytest
-from pg8000.core import FLUSH_MSG, CoreConnection
 
 from shared import events
-from shared.db import Database, _bind_message, ssl_context_for
+from shared.db import Database, ssl_context_for
 from shared.errors import DependencyUnavailable
 from shared.queries import all_queries, parse_queries
 from shared.settings import load_settings
@@ -113,7 +110,7 @@ def test_pool_recovers_after_connections_are_killed(db: Database, sql: Any) -> N
 def test_preferences_defaults_and_switch(db: Database) -> None:
     user_id = register(db)
     with db.unit_of_work() as uow:
-        preferences = uow.preferences.find(user_id)
+        preferences = uow.fetch_one("find_preferences", user_id=user_id)
         assert preferences is not None
         assert preferences["notification_enabled"] is True
         assert preferences["language"] == "en-GB"
@@ -121,7 +118,7 @@ def test_preferences_defaults_and_switch(db: Database) -> None:
         uow.preferences.set_notification_enabled(user_id, enabled=False, now=NOW)
         uow.commit()
     with db.unit_of_work() as uow:
-        preferences = uow.preferences.find(user_id)
+        preferences = uow.fetch_one("find_preferences", user_id=user_id)
         assert preferences is not None and preferences["notification_enabled"] is False
 
 
@@ -131,7 +128,7 @@ def test_unpublished_poll_returns_oldest_first(db: Database) -> None:
         uow.outbox.add(events.user_verified(user_id, correlation_id="corr-2", verified_at=NOW))
         uow.commit()
     with db.unit_of_work() as uow:
-        types = [row["event_type"] for row in uow.outbox.list_unpublished(limit=10)]
+        types = [row["event_type"] for row in uow.fetch_all("list_unpublished_events", limit=10)]
     assert types == ["user.registered", "user.verified"]
 
 
@@ -204,7 +201,7 @@ def test_an_outbox_row_is_seen_by_the_statements_after_it(db: Database, sql: Any
     user_id = uuid4()
     with db.unit_of_work() as uow:
         uow.outbox.add(events.user_verified(user_id, correlation_id="c", verified_at=NOW))
-        (row,) = uow.outbox.list_for_aggregate(user_id)
+        (row,) = uow.fetch_all("list_events_for_aggregate", aggregate_id=user_id)
         assert row["event_type"] == "user.verified"
         # Not committed yet: another connection does not see it.
         assert sql("SELECT count(*) AS n FROM whatsapp_handler.outbox_events") == [{"n": 0}]
@@ -241,23 +238,6 @@ def test_an_outbox_row_failing_at_the_commit_takes_the_whole_transaction(
     assert sql("SELECT count(*) AS n FROM whatsapp_handler.outbox_events") == [{"n": 1}]
     register(db)  # the connection went back to the pool clean
     assert sql("SELECT count(*) AS n FROM whatsapp_handler.users") == [{"n": 1}]
-
-
-@pytest.mark.parametrize(
-    "values",
-    [(), ("plain",), (None, "ünïcødé ✓", ""), tuple(str(n) for n in range(300))],
-)
-def test_bind_messages_are_byte_for_byte_what_pg8000_sends(values: tuple[str | None, ...]) -> None:
-    # pg8000's send_BIND writes Bind then Flush; ours leaves the Flush out.
-    written = io.BytesIO()
-    connection = SimpleNamespace(_client_encoding="utf8", _sock=written)
-    connection._send_message = lambda code, data: CoreConnection._send_message(
-        connection, code, data
-    )
-    CoreConnection.send_BIND(connection, b"pg8000_statement_7\x00", values)
-    assert written.getvalue() == _bind_message(b"pg8000_statement_7\x00", values, "utf8") + (
-        FLUSH_MSG
-    )
 
 
 def test_a_statement_sent_with_the_commit_that_returns_rows_leaves_the_connection_clean(

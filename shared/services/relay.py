@@ -6,11 +6,11 @@ One batch (``relay_batch``) is one transaction:
 1. claim up to ``RELAY_BATCH_SIZE`` due events, oldest first, ``FOR UPDATE SKIP LOCKED``
    (shared/sql/relay.sql ``claim_relay_batch``), so relays running at once take disjoint
    rows and a row is published by one of them;
-2. keep the ones that may go now (``select_publishable``, below), publish them all at once
+2. keep the ones that may go now (``select_publishable``), publish them all at once
    and wait once, bounded, for Pub/Sub's acknowledgements;
 3. mark ``published_at`` on the acknowledged ones only, record each failure (attempts,
-   last error, next attempt with exponential backoff and jitter, or dead-lettered after
-   ``RELAY_MAX_ATTEMPTS``), commit.
+   last error, next attempt after an exponential backoff with equal jitter, or
+   dead-lettered after ``RELAY_MAX_ATTEMPTS``), commit.
 
 A crash between 2 and 3 leaves the rows unpublished and unlocked: the next run sends them
 again with the same ``event_id`` (at-least-once; consumers deduplicate on it). Duplicates
@@ -36,6 +36,11 @@ poison event is dead-lettered after ``RELAY_MAX_ATTEMPTS`` while the others flow
 ``RELAY_POLL_INTERVAL_SECONDS``) for ``RELAY_LOOP_SECONDS``, then returns a summary: one
 Scheduler tick a minute still gets events out within about a second.
 
+**Where things are.** The decisions (which events may go, what a batch's results mean,
+backoff, the loop's pacing) are pure functions in ``shared/relay_policy.py``; this module
+is the shell that claims, publishes, records and sleeps. The operator's dead-letter list
+and requeue are ``shared/services/dead_letters.py``.
+
 **Figures (RFC 8.2)** are log fields, for log-based metrics: per batch and event type,
 ``whatsapp_outbox_events_published_total`` (events in that line) and
 ``whatsapp_outbox_publish_lag_seconds`` (the worst created-to-published lag in that line);
@@ -44,30 +49,40 @@ every run, ``whatsapp_outbox_oldest_pending_age_seconds`` and the backlog.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
-from uuid import UUID
 
-from shared.adapters.pubsub import Outcome, OutgoingMessage, PublishResult
-from shared.db import Database, Row
-from shared.events import envelope
+from shared.adapters.pubsub import OutgoingMessage, PublishResult
+from shared.db import Database
 from shared.logs import get_logger
-from shared.settings import Settings
+from shared.relay_policy import (
+    BatchReport,
+    Drain,
+    PaceState,
+    Settlement,
+    Stop,
+    lag_seconds,
+    pace,
+    select_publishable,
+    settle,
+)
+
+# "X as X": names kept importable from here for callers outside this module's change (the
+# CLI's relay and dead-letters commands, bench/relay_throughput.py, functions/outbox_relay).
+from shared.relay_policy import PendingEvent as PendingEvent
+from shared.relay_policy import RelayPolicy as RelayPolicy
+from shared.relay_policy import to_message as to_message
+from shared.services.dead_letters import list_dead_letters as list_dead_letters
+from shared.services.dead_letters import requeue_dead_letters as requeue_dead_letters
 
 log = get_logger("relay")
 
 Clock = Callable[[], datetime]
-
-# Consecutive outage rounds back off up to this many poll intervals.
-_MAX_OUTAGE_BACKOFF_POLLS = 8
-# While another relay holds an aggregate's earlier event, look again this soon.
-_HELD_RETRY_SECONDS = 0.05
 
 
 def utc_now() -> datetime:
@@ -80,217 +95,7 @@ class Publisher(Protocol):
     ) -> list[PublishResult]: ...
 
 
-# --- the functional core --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RelayPolicy:
-    batch_size: int = 100
-    max_attempts: int = 10
-    publish_timeout_seconds: float = 10.0
-    loop_seconds: float = 0.0
-    poll_interval_seconds: float = 1.0
-    backoff_base_seconds: float = 1.0
-    backoff_max_seconds: float = 300.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RelayPolicy:
-        return cls(
-            batch_size=settings.relay_batch_size,
-            max_attempts=settings.relay_max_attempts,
-            publish_timeout_seconds=settings.relay_publish_timeout_seconds,
-            loop_seconds=settings.relay_loop_seconds,
-            poll_interval_seconds=settings.relay_poll_interval_seconds,
-            backoff_base_seconds=settings.relay_backoff_base_seconds,
-            backoff_max_seconds=settings.relay_backoff_max_seconds,
-        )
-
-
-@dataclass(frozen=True)
-class PendingEvent:
-    """A claimed outbox row."""
-
-    event_id: UUID
-    aggregate_id: UUID
-    aggregate_type: str
-    event_type: str
-    event_version: str
-    correlation_id: str
-    payload: Mapping[str, Any]
-    created_at: datetime
-    attempts: int
-    # Earlier events of the same aggregate still owed to Pub/Sub when claimed.
-    earlier_pending: int
-
-    @classmethod
-    def from_row(cls, row: Row) -> PendingEvent:
-        payload = row["payload"]
-        if isinstance(payload, str):  # pg8000 parses JSONB; tolerate a text cast
-            payload = json.loads(payload)
-        return cls(
-            event_id=UUID(str(row["id"])),
-            aggregate_id=UUID(str(row["aggregate_id"])),
-            aggregate_type=str(row["aggregate_type"]),
-            event_type=str(row["event_type"]),
-            event_version=str(row["event_version"]),
-            correlation_id=str(row["correlation_id"]),
-            payload=payload,
-            created_at=row["created_at"],
-            attempts=int(row["attempts"]),
-            earlier_pending=int(row["earlier_pending"]),
-        )
-
-
-def select_publishable(
-    claimed: Sequence[PendingEvent],
-) -> tuple[list[PendingEvent], list[PendingEvent]]:
-    """(publish now, hold) for a batch in (created_at, id) order.
-
-    An event may go when every earlier pending event of its aggregate is in this batch
-    ahead of it, and may go too; otherwise it is held, and so is the rest of its aggregate.
-    """
-    publishable: list[PendingEvent] = []
-    held: list[PendingEvent] = []
-    seen: dict[UUID, int] = defaultdict(int)
-    blocked: set[UUID] = set()
-    for event in claimed:
-        aggregate = event.aggregate_id
-        if aggregate not in blocked and event.earlier_pending == seen[aggregate]:
-            publishable.append(event)
-        else:
-            held.append(event)
-            blocked.add(aggregate)
-        seen[aggregate] += 1
-    return publishable, held
-
-
-def to_message(event: PendingEvent) -> OutgoingMessage:
-    """The contract section 6 message: envelope in data, ids in attributes, key = aggregate."""
-    data, attributes = envelope(
-        event_id=event.event_id,
-        event_type=event.event_type,
-        event_version=event.event_version,
-        aggregate_type=event.aggregate_type,
-        aggregate_id=event.aggregate_id,
-        correlation_id=event.correlation_id,
-        occurred_at=event.created_at,
-        payload=event.payload,
-    )
-    return OutgoingMessage(
-        data=json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8"),
-        attributes=attributes,
-        ordering_key=str(event.aggregate_id),
-    )
-
-
-def retry_delay_seconds(attempts: int, *, base: float, cap: float, jitter_unit: float) -> float:
-    """Exponential backoff with 'equal jitter': the n-th failure waits between half and all
-    of min(cap, base * 2**(n-1)), so retries of many events spread out but never bunch at 0."""
-    ceiling = min(cap, base * 2.0 ** max(0, attempts - 1))
-    return ceiling / 2 + (ceiling / 2) * min(max(jitter_unit, 0.0), 1.0)
-
-
-@dataclass(frozen=True)
-class FailureUpdate:
-    event_id: UUID
-    attempts: int
-    last_error: str
-    next_attempt_at: datetime | None
-    dead_lettered_at: datetime | None
-
-
-def charge_failure(
-    event: PendingEvent, error: str, *, now: datetime, policy: RelayPolicy, jitter_unit: float
-) -> FailureUpdate:
-    attempts = event.attempts + 1
-    if attempts >= policy.max_attempts:
-        return FailureUpdate(event.event_id, attempts, error, None, now)
-    delay = retry_delay_seconds(
-        attempts,
-        base=policy.backoff_base_seconds,
-        cap=policy.backoff_max_seconds,
-        jitter_unit=jitter_unit,
-    )
-    return FailureUpdate(event.event_id, attempts, error, now + timedelta(seconds=delay), None)
-
-
-@dataclass(frozen=True)
-class Settlement:
-    published: list[tuple[PendingEvent, str | None]]
-    failures: list[FailureUpdate]
-    failed: int  # publishes that failed, charged or not
-    deferred: int  # left untouched: behind a failure of their aggregate, or an outage
-    outage: bool
-    first_error: str | None
-
-
-def settle(
-    events: Sequence[PendingEvent],
-    results: Sequence[PublishResult],
-    *,
-    now: datetime,
-    policy: RelayPolicy,
-    jitter: Callable[[], float],
-) -> Settlement:
-    """What the database should record after a batch's publish results."""
-    if len(events) != len(results):
-        raise ValueError("one result per event")
-    failures_seen = [r for r in results if r.outcome is Outcome.FAILED]
-    outage = (
-        bool(failures_seen)
-        and not any(r.outcome is Outcome.PUBLISHED for r in results)
-        and not any(r.permanent for r in failures_seen)
-    )
-    published: list[tuple[PendingEvent, str | None]] = []
-    updates: list[FailureUpdate] = []
-    failed_aggregates: set[UUID] = set()
-    deferred = 0
-    for event, result in zip(events, results, strict=True):
-        if result.outcome is Outcome.PUBLISHED:
-            published.append((event, result.message_id))
-            continue
-        if result.outcome is Outcome.NOT_SENT or outage:
-            deferred += 1
-        elif event.aggregate_id in failed_aggregates:
-            # Failed only because an earlier event of its aggregate did: not its fault.
-            deferred += 1
-        else:
-            updates.append(
-                charge_failure(
-                    event,
-                    result.error or "publish failed",
-                    now=now,
-                    policy=policy,
-                    jitter_unit=jitter(),
-                )
-            )
-        failed_aggregates.add(event.aggregate_id)
-    return Settlement(
-        published=published,
-        failures=updates,
-        failed=len(failures_seen),
-        deferred=deferred,
-        outage=outage,
-        first_error=failures_seen[0].error if failures_seen else None,
-    )
-
-
-def lag_seconds(created_at: datetime, published_at: datetime) -> float:
-    return max(0.0, (published_at - created_at).total_seconds())
-
-
-# --- the shell: one batch, the loop ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BatchReport:
-    claimed: int = 0
-    held: int = 0
-    published: int = 0
-    failed: int = 0
-    dead_lettered: int = 0
-    deferred: int = 0
-    outage: bool = False
+# --- one batch, the loop --------------------------------------------------------------
 
 
 def _idle_timeout_ms(policy: RelayPolicy) -> int:
@@ -461,40 +266,15 @@ def run_relay(
     started = monotonic()
     deadline = started + policy.loop_seconds
     summary = RelaySummary()
-    outage_streak = 0
-    held_since: float | None = None
+    state = PaceState()
     while True:
         report = relay_batch(database, publisher, policy, clock=clock, jitter=jitter)
         summary.add(report)
-        draining = policy.loop_seconds == 0
-        if report.outage:
-            outage_streak += 1
-            pause = policy.poll_interval_seconds * min(
-                2 ** (outage_streak - 1), _MAX_OUTAGE_BACKOFF_POLLS
-            )
-        else:
-            outage_streak = 0
-            pause = policy.poll_interval_seconds
-        if report.published and not report.outage:
-            held_since = None
-            if draining or monotonic() < deadline:
-                continue  # more may be waiting: drain before sleeping
+        state, next_step = pace(state, report, policy=policy, now=monotonic(), deadline=deadline)
+        if isinstance(next_step, Stop):
             break
-        if report.held and not report.outage:
-            # Another relay is publishing these events' predecessors; it is done within
-            # one publish timeout, after which they may go.
-            now_mono = monotonic()
-            held_since = now_mono if held_since is None else held_since
-            held_limit = held_since + policy.publish_timeout_seconds + 1.0
-            if now_mono < (held_limit if draining else deadline):
-                sleep(_HELD_RETRY_SECONDS)
-                continue
-        if draining:
-            break
-        remaining = deadline - monotonic()
-        if remaining <= 0:
-            break
-        sleep(min(pause, remaining))
+        if not isinstance(next_step, Drain):
+            sleep(next_step.seconds)
     now = clock()
     backlog = read_backlog(database, now=now)
     summary.remaining_backlog = backlog.pending
@@ -513,51 +293,3 @@ def run_relay(
         batches=summary.batches,
     )
     return summary
-
-
-# --- dead letters (operator) ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    event_id: UUID
-    event_type: str
-    aggregate_type: str
-    aggregate_id: UUID
-    attempts: int
-    last_error: str | None
-    created_at: datetime
-    dead_lettered_at: datetime
-
-
-def list_dead_letters(database: Database, *, limit: int = 100) -> list[DeadLetter]:
-    with database.unit_of_work() as uow:
-        rows = uow.fetch_all("list_dead_letters", limit=limit)
-    return [
-        DeadLetter(
-            event_id=UUID(str(row["id"])),
-            event_type=row["event_type"],
-            aggregate_type=row["aggregate_type"],
-            aggregate_id=UUID(str(row["aggregate_id"])),
-            attempts=int(row["attempts"]),
-            last_error=row["last_error"],
-            created_at=row["created_at"],
-            dead_lettered_at=row["dead_lettered_at"],
-        )
-        for row in rows
-    ]
-
-
-def requeue_dead_letters(database: Database, *, event_id: UUID | None) -> list[UUID]:
-    """Give one dead-lettered event (or all, with ``event_id=None``) back to the relay with
-    a fresh attempt budget; the ids actually requeued."""
-    with database.unit_of_work() as uow:
-        if event_id is None:
-            rows = uow.fetch_all("requeue_all_dead_letters")
-        else:
-            rows = uow.fetch_all("requeue_dead_letter", id=event_id)
-        uow.commit()
-    requeued = [UUID(str(row["id"])) for row in rows]
-    if requeued:
-        log.info("dead letters requeued", action="outbox.requeued", count=len(requeued))
-    return requeued

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from shared.adapters.pubsub import EventPublisher
-from shared.services.relay import RelayPolicy
+from shared.relay_policy import RelayPolicy
 from shared.settings import Settings, load_settings
 from tests.relay.helpers import Subscription, publisher_for
 

@@ -15,7 +15,8 @@ from typing import Any
 from uuid import uuid4
 
 from shared.db import Database
-from shared.services.relay import RelayPolicy, RelaySummary, run_relay
+from shared.relay_policy import RelayPolicy
+from shared.services.relay import RelaySummary, run_relay
 from shared.settings import Settings
 from tests.relay.helpers import (
     Subscription,

@@ -1,4 +1,5 @@
-"""The relay's pure decisions: which events may go, what a batch's results mean, backoff."""
+"""The relay's pure decisions: which events may go, what a batch's results mean, backoff,
+and how the loop paces itself between batches."""
 
 from __future__ import annotations
 
@@ -9,9 +10,16 @@ from uuid import UUID, uuid4
 import pytest
 
 from shared.adapters.pubsub import Outcome, PublishResult
-from shared.services.relay import (
+from shared.relay_policy import (
+    BatchReport,
+    Drain,
+    Pace,
+    PaceState,
     PendingEvent,
     RelayPolicy,
+    Stop,
+    Wait,
+    pace,
     retry_delay_seconds,
     select_publishable,
     settle,
@@ -157,3 +165,64 @@ def test_service_failures_beside_successes_are_charged() -> None:
     result = settle(events, [SERVICE_DOWN, OK], now=T0, policy=POLICY, jitter=no_jitter)
 
     assert not result.outage and len(result.failures) == 1
+
+
+# --- pacing: what the loop does after a batch -------------------------------------------
+
+# A loop of 60 s started at monotonic 40 (deadline 100); one poll a second; a publish
+# another relay is making is over within 10 + 1 s.
+LOOP = RelayPolicy(loop_seconds=60.0, poll_interval_seconds=1.0, publish_timeout_seconds=10.0)
+DRAIN = RelayPolicy(loop_seconds=0.0, poll_interval_seconds=1.0, publish_timeout_seconds=10.0)
+DEADLINE = 100.0
+PUBLISHED = BatchReport(claimed=5, published=5)
+HELD = BatchReport(claimed=2, held=2)
+EMPTY = BatchReport()
+OUTAGE = BatchReport(claimed=3, failed=3, deferred=3, outage=True)
+OUTAGE_WITH_HELD = BatchReport(claimed=3, held=1, failed=2, deferred=2, outage=True)
+FRESH = PaceState()
+
+
+@pytest.mark.parametrize(
+    ("policy", "state", "report", "now", "after", "step"),
+    [
+        # Something went out: drain on without sleeping, until the deadline.
+        (LOOP, FRESH, PUBLISHED, 50.0, FRESH, Drain()),
+        (LOOP, PaceState(2, 45.0), PUBLISHED, 50.0, FRESH, Drain()),
+        (LOOP, FRESH, PUBLISHED, 100.0, FRESH, Stop()),
+        # One drain (loop_seconds 0) drains for as long as events go out.
+        (DRAIN, FRESH, PUBLISHED, 500.0, FRESH, Drain()),
+        # Held behind another relay: look again soon; a loop until its deadline...
+        (LOOP, FRESH, HELD, 50.0, PaceState(0, 50.0), Wait(0.05)),
+        (LOOP, PaceState(0, 20.0), HELD, 99.0, PaceState(0, 20.0), Wait(0.05)),
+        (LOOP, PaceState(0, 20.0), HELD, 100.0, PaceState(0, 20.0), Stop()),
+        # ...one drain until that publish must be over (held_since + 10 + 1).
+        (DRAIN, FRESH, HELD, 50.0, PaceState(0, 50.0), Wait(0.05)),
+        (DRAIN, PaceState(0, 50.0), HELD, 60.9, PaceState(0, 50.0), Wait(0.05)),
+        (DRAIN, PaceState(0, 50.0), HELD, 61.0, PaceState(0, 50.0), Stop()),
+        # Nothing to do: a loop polls, never past its deadline; one drain stops.
+        (LOOP, FRESH, EMPTY, 50.0, FRESH, Wait(1.0)),
+        (LOOP, FRESH, EMPTY, 99.6, FRESH, Wait(pytest.approx(0.4))),
+        (LOOP, FRESH, EMPTY, 100.0, FRESH, Stop()),
+        (LOOP, PaceState(0, 20.0), EMPTY, 50.0, PaceState(0, 20.0), Wait(1.0)),
+        (DRAIN, FRESH, EMPTY, 50.0, FRESH, Stop()),
+        # Outages back off 1, 2, 4, 8, 8... polls; a batch that is not one resets that.
+        (LOOP, FRESH, OUTAGE, 50.0, PaceState(1), Wait(1.0)),
+        (LOOP, PaceState(1), OUTAGE, 50.0, PaceState(2), Wait(2.0)),
+        (LOOP, PaceState(3), OUTAGE, 50.0, PaceState(4), Wait(8.0)),
+        (LOOP, PaceState(9), OUTAGE, 50.0, PaceState(10), Wait(8.0)),
+        (LOOP, PaceState(9), OUTAGE, 97.0, PaceState(10), Wait(3.0)),
+        (LOOP, PaceState(4), EMPTY, 50.0, FRESH, Wait(1.0)),
+        (DRAIN, PaceState(1), OUTAGE, 50.0, PaceState(2), Stop()),
+        # In an outage, held events wait with the rest, not every 0.05 s.
+        (LOOP, FRESH, OUTAGE_WITH_HELD, 50.0, PaceState(1), Wait(1.0)),
+    ],
+)
+def test_after_each_batch_the_loop_drains_waits_or_stops(
+    policy: RelayPolicy,
+    state: PaceState,
+    report: BatchReport,
+    now: float,
+    after: PaceState,
+    step: Pace,
+) -> None:
+    assert pace(state, report, policy=policy, now=now, deadline=DEADLINE) == (after, step)

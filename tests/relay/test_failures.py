@@ -11,7 +11,8 @@ import pytest
 
 from shared import cli
 from shared.db import Database
-from shared.services.relay import RelayPolicy, RelaySummary, run_relay
+from shared.relay_policy import RelayPolicy
+from shared.services.relay import RelaySummary, run_relay
 from shared.settings import Settings
 from tests.relay.helpers import (
     FakeClock,

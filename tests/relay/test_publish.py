@@ -16,7 +16,8 @@ import pytest
 from shared import cli, events
 from shared.adapters.pubsub import EventPublisher
 from shared.db import Database
-from shared.services.relay import RelayPolicy, run_relay
+from shared.relay_policy import RelayPolicy
+from shared.services.relay import run_relay
 from tests.relay.helpers import (
     Subscription,
     by_aggregate,
