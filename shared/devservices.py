@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -166,6 +168,89 @@ def _spawn(
 # --- PostgreSQL -----------------------------------------------------------------------
 
 
+class EmbeddedServerError(Exception):
+    """An embedded server could not start: one line with the server's own last error and
+    what to do. (Not a RuntimeError: callers skip on RuntimeError when pgserver is absent.)"""
+
+
+_LEVEL = re.compile(r"\b(FATAL|PANIC|ERROR|error):\s+")
+_HINT = re.compile(r"\b(HINT|hint):\s+")
+# "2026-12-05 23:30:00.123 UTC [123] " (postgres) or "123:M 05 Dec 2026 23:30:00.123 # " (redis)
+_LOG_PREFIX = re.compile(
+    r"^(\d{4}-\d\d-\d\d [\d:.]+ \w+ \[\d+\] |\d+:[A-Z] \d\d \w{3} \d{4} [\d:.]+ [#*.-] )"
+)
+
+
+def last_error_line(output: str) -> str | None:
+    """The server's own words for what went wrong: its last error line (FATAL, initdb's
+    ``error:``; else its last line), with its last hint when it gave one."""
+    lines = [" ".join(_LOG_PREFIX.sub("", line).split()) for line in output.splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return None
+    errors = [line for line in lines if _LEVEL.search(line)]
+    line = errors[-1] if errors else lines[-1]
+    hints = [hint for hint in lines if _HINT.search(hint)]
+    if hints and hints[-1] != line:
+        line = f"{line} ({hints[-1]})"
+    return line[:400]
+
+
+def _read_from(log_file: Path | None, offset: int) -> str:
+    if log_file is None:
+        return ""
+    try:
+        with log_file.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read(200_000).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _log_size(log_file: Path | None) -> int:
+    try:
+        return log_file.stat().st_size if log_file is not None else 0
+    except OSError:
+        return 0
+
+
+def _wait_ready(
+    process: subprocess.Popen[bytes],
+    port: int,
+    timeout: float,
+    what: str,
+    log_file: Path | None,
+    offset: int,
+    fix: str,
+    shown_log: Path | None = None,
+) -> None:
+    """Until the server answers on ``port``; if it exits first, or never answers, say why
+    in one line from its own log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            failed = f"exited with status {process.returncode}"
+            break
+        if port_answers("127.0.0.1", port):
+            return
+        time.sleep(0.05)
+    else:
+        failed = f"did not answer on 127.0.0.1:{port} within {timeout:.0f} s"
+    raise EmbeddedServerError(
+        _failure_line(what, failed, _read_from(log_file, offset), shown_log, fix)
+    )
+
+
+def _failure_line(what: str, failed: str, output: str, log_file: Path | None, fix: str) -> str:
+    said = last_error_line(output)
+    where = f"; full output in {log_file}" if log_file is not None else ""
+    return f"{what} {failed}: {said or 'it printed nothing'}{where}. To fix: {fix}"
+
+
+_PG_FIX = "act on that, or set DATABASE_URL to a PostgreSQL that runs"
+_REDIS_FIX = "act on that, or set REDIS_URL to a Redis that runs"
+
+
 def _pg_bin_dir() -> Path:
     try:
         with warnings.catch_warnings():  # platformdirs complains when XDG_RUNTIME_DIR is unset
@@ -187,6 +272,102 @@ def _others_can_traverse(folder: Path) -> bool:
         except FileNotFoundError:
             continue  # made later, by us, with mkdir's default mode (0o755 with umask 022)
     return True
+
+
+# Where root's copy of pgserver's binaries goes when the server's user cannot reach the
+# originals (a checkout under /root or a `mktemp -d` folder, both 0700): see D59.
+PG_INSTALL_CACHE = Path("/var/tmp")  # noqa: S108 - checked to be ours before use
+# What initdb and postgres read, from site-packages (not include/): their RPATH is
+# $ORIGIN/../../../pgserver.libs, so the copy keeps that layout.
+_PG_PARTS = (
+    "pgserver/pginstall/bin",
+    "pgserver/pginstall/lib",
+    "pgserver/pginstall/share",
+    "pgserver.libs",
+)
+_COMPLETE = ".complete"
+
+
+def _pg_install_key(root: Path, bin_dir: Path) -> str:
+    """Names pgserver's files by their content: every file's path and size, and the
+    server binary's bytes (another pgserver version is another key)."""
+    digest = hashlib.sha256()
+    for part in _PG_PARTS:
+        for path in sorted((root / part).rglob("*")):
+            if path.is_file():
+                digest.update(f"{path.relative_to(root)}\0{path.stat().st_size}\n".encode())
+    digest.update((bin_dir / "postgres").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _is_ours(folder: Path) -> bool:
+    """A folder made by this user that no one else can write to."""
+    info = folder.lstat()
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o022
+
+
+def _complete(folder: Path) -> bool:
+    """Every file the marker lists is still there (/var/tmp cleaners remove old files)."""
+    try:
+        listed = (folder / _COMPLETE).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return False
+    return bool(listed) and all((folder / name).exists() for name in listed)
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """A hard link when the file is readable by others and on the same file system (no
+    space, milliseconds); a copy, readable by all, otherwise."""
+    if os.stat(source).st_mode & 0o004:
+        try:
+            os.link(source, target)
+            return
+        except OSError:
+            pass
+    shutil.copy2(source, target)
+    os.chmod(target, os.stat(target).st_mode | 0o444)
+
+
+def reachable_pg_bin_dir(bin_dir: Path | None = None) -> Path:
+    """pgserver's bin folder, or, when PostgreSQL must run as another user (we are root)
+    who cannot reach it, a copy under /var/tmp named by its content, made once, atomically
+    (built in a temporary folder and renamed into place)."""
+    bin_dir = bin_dir or _pg_bin_dir()
+    if os.geteuid() != 0 or _others_can_traverse(bin_dir):
+        return bin_dir
+    root = bin_dir.parents[2]  # site-packages: pgserver/pginstall/bin
+    relative_bin = bin_dir.relative_to(root)
+    target = PG_INSTALL_CACHE / f"whatsapp-handler-pginstall-{_pg_install_key(root, bin_dir)}"
+    if target.exists() or target.is_symlink():
+        if not _is_ours(target):
+            raise EmbeddedServerError(
+                f"embedded PostgreSQL: {target} is not a folder only this user can write: "
+                "remove it and run again"
+            )
+        if _complete(target):
+            return target / relative_bin
+        shutil.rmtree(target, ignore_errors=True)  # partly cleaned away: made afresh
+    building = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=PG_INSTALL_CACHE))
+    try:
+        building.chmod(0o755)
+        names: list[str] = []
+        for part in _PG_PARTS:
+            if (root / part).is_dir():
+                shutil.copytree(root / part, building / part, copy_function=_link_or_copy)
+        for path in building.rglob("*"):
+            if path.is_dir():
+                path.chmod(path.stat().st_mode | 0o555)
+            elif path.is_file():
+                names.append(str(path.relative_to(building)))
+        (building / _COMPLETE).write_text("\n".join(sorted(names)) + "\n", encoding="utf-8")
+        try:
+            building.rename(target)
+        except OSError:  # another run made it first: use theirs
+            if not (_is_ours(target) and _complete(target)):
+                raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return target / relative_bin
 
 
 def _stop_leftover_postmaster(data: Path) -> None:
@@ -212,10 +393,11 @@ def start_embedded_postgres(
     """initdb + postgres from pgserver's binaries, on 127.0.0.1:port, as a non-root user.
 
     With ``data_dir`` the cluster is kept there across runs; without, a temporary one is
-    removed on stop.
+    removed on stop. Without ``log_file`` the server logs to ``postgres.log`` beside its
+    data. A server that cannot start raises EmbeddedServerError with its own last error.
     """
     port = port or free_port()
-    bin_dir = _pg_bin_dir()
+    bin_dir = reachable_pg_bin_dir()
     own_dir = data_dir is None
     base = Path(tempfile.mkdtemp(prefix="wh-pg-")) if data_dir is None else data_dir.resolve()
     if os.geteuid() == 0 and not _others_can_traverse(base.parent):
@@ -225,6 +407,10 @@ def start_embedded_postgres(
         base = Path("/var/tmp") / f"whatsapp-handler-pg-{digest}"  # noqa: S108
     base.mkdir(parents=True, exist_ok=True)
     data = base / "data"
+    # Where it says why it failed (shown only when kept: a temporary base goes on stop).
+    log_file = log_file or base / "postgres.log"
+    shown_log = None if own_dir and log_file == base / "postgres.log" else log_file
+    log_file.parent.mkdir(parents=True, exist_ok=True)
     _stop_leftover_postmaster(data)
     as_user: list[str] = []
     if os.geteuid() == 0:
@@ -232,26 +418,40 @@ def start_embedded_postgres(
         as_user = ["runuser", "-u", "nobody", "--"]
         os.chmod(base, 0o777)  # noqa: S103 - the unprivileged server writes its socket here
         subprocess.run(["chown", "-R", "nobody", str(base)], check=True)  # noqa: S603,S607
-        if log_file is not None:
-            log_file.parent.mkdir(parents=True, exist_ok=True)
     if not (data / "PG_VERSION").exists():
-        subprocess.run(  # noqa: S603 - pgserver's initdb, arguments we built
-            [
-                *as_user,
-                str(bin_dir / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        offset = _log_size(log_file)
+        with log_file.open("ab") as log:
+            initdb = subprocess.run(  # noqa: S603 - pgserver's initdb, arguments we built
+                [
+                    *as_user,
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ],
+                check=False,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        if initdb.returncode != 0:
+            if own_dir:
+                shutil.rmtree(base, ignore_errors=True)
+            raise EmbeddedServerError(
+                _failure_line(
+                    "embedded PostgreSQL: initdb",
+                    f"failed (status {initdb.returncode})",
+                    _read_from(log_file, offset),
+                    shown_log,
+                    _PG_FIX,
+                )
+            )
+    offset = _log_size(log_file)
     process = _spawn(
         [
             *as_user,
@@ -277,10 +477,15 @@ def start_embedded_postgres(
         data_dir=base,
     )
     try:
-        wait_until(
-            lambda: process.poll() is None and port_answers("127.0.0.1", port),
+        _wait_ready(
+            process,
+            port,
             30,
             "embedded PostgreSQL",
+            log_file,
+            offset,
+            _PG_FIX,
+            shown_log,
         )
     except BaseException:  # not ready, or Ctrl-C while waiting: leave nothing behind
         started.stop()
@@ -334,14 +539,11 @@ def start_embedded_redis(
         config = data_dir / "redis.conf"
         config.write_text("save 10 1\nappendonly no\n", encoding="utf-8")
         command += [str(config), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir)]
+    offset = _log_size(log_file)
     process = _spawn(command, log_file)
     started = Started(process, name="redis")
     try:
-        wait_until(
-            lambda: process.poll() is None and port_answers("127.0.0.1", port),
-            15,
-            "embedded Redis",
-        )
+        _wait_ready(process, port, 15, "embedded Redis", log_file, offset, _REDIS_FIX, log_file)
     except BaseException:  # not ready, or Ctrl-C while waiting: leave nothing behind
         started.stop()
         raise
