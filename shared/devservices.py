@@ -244,11 +244,11 @@ def _wait_ready(
 def _failure_line(what: str, failed: str, output: str, log_file: Path | None, fix: str) -> str:
     said = last_error_line(output)
     where = f"; full output in {log_file}" if log_file is not None else ""
-    return f"{what} {failed}: {said or 'it printed nothing'}{where}. To fix: {fix}"
+    return f"{what} {failed}: {said or 'it printed nothing'}{where}; {fix}"
 
 
-_PG_FIX = "act on that, or set DATABASE_URL to a PostgreSQL that runs"
-_REDIS_FIX = "act on that, or set REDIS_URL to a Redis that runs"
+_PG_FIX = "fix that, or set DATABASE_URL to a PostgreSQL that runs"
+_REDIS_FIX = "fix that, or set REDIS_URL to a Redis that runs"
 
 
 def _pg_bin_dir() -> Path:
