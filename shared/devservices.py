@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -23,7 +24,7 @@ import tempfile
 import time
 import urllib.request
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -115,7 +116,7 @@ class Started:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=5)
-        # The leader may be gone while others of its group linger (runuser's child).
+        # The leader may be gone while others of its group linger (children it forked).
         if group_members(self.process.pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGKILL)
@@ -148,7 +149,10 @@ def _output(log_file: Path | None) -> IO[Any] | int:
 
 
 def _spawn(
-    command: list[str], log_file: Path | None = None, cwd: Path | None = None
+    command: list[str],
+    log_file: Path | None = None,
+    cwd: Path | None = None,
+    as_user: Mapping[str, Any] | None = None,
 ) -> subprocess.Popen[bytes]:
     output = _output(log_file)
     try:
@@ -159,6 +163,7 @@ def _spawn(
             stderr=subprocess.STDOUT if log_file is not None else subprocess.DEVNULL,
             start_new_session=True,
             cwd=cwd,
+            **(as_user or {}),
         )
     finally:
         if not isinstance(output, int):
@@ -370,6 +375,25 @@ def reachable_pg_bin_dir(bin_dir: Path | None = None) -> Path:
     return target / relative_bin
 
 
+def _server_user() -> dict[str, Any]:
+    """As root, Popen's arguments to run PostgreSQL as ``nobody`` (it refuses root).
+
+    Popen switches user itself: runuser lives in /usr/sbin, which a plain PATH (cron,
+    ``env -i PATH=/usr/bin:/bin``) lacks."""
+    if os.geteuid() != 0:
+        return {}
+    nobody = pwd.getpwnam("nobody")
+    return {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+
+
+def _give_to(uid: int, folder: Path) -> None:
+    """``chown -R uid folder`` (the group is left as it is)."""
+    os.chown(folder, uid, -1, follow_symlinks=False)
+    for parent, folders, files in os.walk(folder):
+        for name in [*folders, *files]:
+            os.chown(Path(parent) / name, uid, -1, follow_symlinks=False)
+
+
 def _stop_leftover_postmaster(data: Path) -> None:
     """A postmaster of this data folder left by a killed run: ours, so stop it by its pid."""
     pid_file = data / "postmaster.pid"
@@ -412,18 +436,16 @@ def start_embedded_postgres(
     shown_log = None if own_dir and log_file == base / "postgres.log" else log_file
     log_file.parent.mkdir(parents=True, exist_ok=True)
     _stop_leftover_postmaster(data)
-    as_user: list[str] = []
-    if os.geteuid() == 0:
+    as_user = _server_user()
+    if as_user:
         # PostgreSQL refuses to run as root; the data folder must belong to its user.
-        as_user = ["runuser", "-u", "nobody", "--"]
         os.chmod(base, 0o777)  # noqa: S103 - the unprivileged server writes its socket here
-        subprocess.run(["chown", "-R", "nobody", str(base)], check=True)  # noqa: S603,S607
+        _give_to(int(as_user["user"]), base)
     if not (data / "PG_VERSION").exists():
         offset = _log_size(log_file)
         with log_file.open("ab") as log:
             initdb = subprocess.run(  # noqa: S603 - pgserver's initdb, arguments we built
                 [
-                    *as_user,
                     str(bin_dir / "initdb"),
                     "-D",
                     str(data),
@@ -438,6 +460,8 @@ def start_embedded_postgres(
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                cwd=base,  # the caller's folder may be one the server's user cannot enter
+                **as_user,
             )
         if initdb.returncode != 0:
             if own_dir:
@@ -454,7 +478,6 @@ def start_embedded_postgres(
     offset = _log_size(log_file)
     process = _spawn(
         [
-            *as_user,
             str(bin_dir / "postgres"),
             "-D",
             str(data),
@@ -468,6 +491,8 @@ def start_embedded_postgres(
             "fsync=off",
         ],
         log_file,
+        cwd=base,
+        as_user=as_user,
     )
     started = Started(
         process,

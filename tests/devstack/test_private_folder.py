@@ -89,6 +89,8 @@ def test_embedded_postgres_starts_from_a_private_folder_and_leaves_it_private(
     private_folder: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _use_binaries_in(monkeypatch, private_folder)
+    monkeypatch.setenv("PATH", "/usr/local/bin:/usr/bin:/bin")  # `env -i`'s: no sbin
+    monkeypatch.chdir(private_folder)  # started from inside the checkout, as make does
     data_dir = private_folder / "checkout" / ".dev" / "postgres"
     kept: list[Path] = []
     try:
@@ -123,10 +125,12 @@ def test_a_copy_missing_a_file_is_made_again_and_one_others_can_write_is_refused
 
     assert devservices.reachable_pg_bin_dir() == reachable
     version = subprocess.run(
-        ["runuser", "-u", "nobody", "--", str(reachable / "initdb"), "--version"],
+        [str(reachable / "initdb"), "--version"],
         capture_output=True,
         text=True,
         check=True,
+        cwd="/",
+        **devservices._server_user(),
     )
     assert "16" in version.stdout
 
