@@ -411,6 +411,16 @@ def _stop_leftover_postmaster(data: Path) -> None:
         time.sleep(0.1)
 
 
+def postgres_home(folder: Path) -> Path:
+    """Where the server's files for ``folder`` live: there, or, when root's server user
+    could not reach it (under, say, /root, 0700), a folder in /var/tmp named after it (we
+    do not open up the caller's folders)."""
+    if os.geteuid() == 0 and not _others_can_traverse(folder.parent):
+        digest = hashlib.sha256(str(folder).encode()).hexdigest()[:12]
+        return Path("/var/tmp") / f"whatsapp-handler-pg-{digest}"  # noqa: S108
+    return folder
+
+
 def start_embedded_postgres(
     port: int | None = None, data_dir: Path | None = None, log_file: Path | None = None
 ) -> tuple[str, Started]:
@@ -424,11 +434,7 @@ def start_embedded_postgres(
     bin_dir = reachable_pg_bin_dir()
     own_dir = data_dir is None
     base = Path(tempfile.mkdtemp(prefix="wh-pg-")) if data_dir is None else data_dir.resolve()
-    if os.geteuid() == 0 and not _others_can_traverse(base.parent):
-        # The unprivileged server could not reach a folder under, say, /root (0700); we
-        # do not open up the caller's folders, so its data lives in /var/tmp instead.
-        digest = hashlib.sha256(str(base).encode()).hexdigest()[:12]
-        base = Path("/var/tmp") / f"whatsapp-handler-pg-{digest}"  # noqa: S108
+    base = postgres_home(base)
     base.mkdir(parents=True, exist_ok=True)
     data = base / "data"
     # Where it says why it failed (shown only when kept: a temporary base goes on stop).

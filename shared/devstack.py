@@ -513,8 +513,7 @@ class DevStack:
             self.console.say(
                 kind,
                 f"a {server} answers on 127.0.0.1:{port}; {setting} is unset, so an embedded "
-                f"one starts (data in .dev/). To use that one: set {setting} "
-                "(README, Local development)",
+                f"one starts. To use that one: set {setting} (README, Local development)",
             )
 
     def _forced(self) -> bool:
