@@ -26,6 +26,7 @@ import urllib.request
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -228,15 +229,16 @@ def _wait_ready(
     offset: int,
     fix: str,
     shown_log: Path | None = None,
+    accepts: Callable[[], bool] | None = None,
 ) -> None:
-    """Until the server answers on ``port``; if it exits first, or never answers, say why
-    in one line from its own log."""
+    """Until the server answers on ``port`` (and ``accepts``, when given); if it exits
+    first, or never answers, say why in one line from its own log."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             failed = f"exited with status {process.returncode}"
             break
-        if port_answers("127.0.0.1", port):
+        if port_answers("127.0.0.1", port) and (accepts is None or accepts()):
             return
         time.sleep(0.05)
     else:
@@ -500,6 +502,7 @@ def start_embedded_postgres(
         cwd=base,
         as_user=as_user,
     )
+    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     started = Started(
         process,
         [base] if own_dir else [],
@@ -517,11 +520,21 @@ def start_embedded_postgres(
             offset,
             _PG_FIX,
             shown_log,
+            accepts=partial(_accepts_connections, url),
         )
     except BaseException:  # not ready, or Ctrl-C while waiting: leave nothing behind
         started.stop()
         raise
-    return f"postgresql://postgres@127.0.0.1:{port}/postgres", started
+    return url, started
+
+
+def _accepts_connections(url: str) -> bool:
+    """Past "the database system is starting up": the port opens before that."""
+    try:
+        admin_connection(url, timeout=2).close()
+    except Exception:  # not yet: the caller's deadline decides
+        return False
+    return True
 
 
 def postgres_admin_url() -> tuple[str, Started | None]:
