@@ -13,16 +13,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import pwd
+import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
 import urllib.request
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -113,7 +117,7 @@ class Started:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=5)
-        # The leader may be gone while others of its group linger (runuser's child).
+        # The leader may be gone while others of its group linger (children it forked).
         if group_members(self.process.pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGKILL)
@@ -146,7 +150,10 @@ def _output(log_file: Path | None) -> IO[Any] | int:
 
 
 def _spawn(
-    command: list[str], log_file: Path | None = None, cwd: Path | None = None
+    command: list[str],
+    log_file: Path | None = None,
+    cwd: Path | None = None,
+    as_user: Mapping[str, Any] | None = None,
 ) -> subprocess.Popen[bytes]:
     output = _output(log_file)
     try:
@@ -157,6 +164,7 @@ def _spawn(
             stderr=subprocess.STDOUT if log_file is not None else subprocess.DEVNULL,
             start_new_session=True,
             cwd=cwd,
+            **(as_user or {}),
         )
     finally:
         if not isinstance(output, int):
@@ -164,6 +172,90 @@ def _spawn(
 
 
 # --- PostgreSQL -----------------------------------------------------------------------
+
+
+class EmbeddedServerError(Exception):
+    """An embedded server could not start: one line with the server's own last error and
+    what to do. (Not a RuntimeError: callers skip on RuntimeError when pgserver is absent.)"""
+
+
+_LEVEL = re.compile(r"\b(FATAL|PANIC|ERROR|error):\s+")
+_HINT = re.compile(r"\b(HINT|hint):\s+")
+# "2026-12-05 23:30:00.123 UTC [123] " (postgres) or "123:M 05 Dec 2026 23:30:00.123 # " (redis)
+_LOG_PREFIX = re.compile(
+    r"^(\d{4}-\d\d-\d\d [\d:.]+ \w+ \[\d+\] |\d+:[A-Z] \d\d \w{3} \d{4} [\d:.]+ [#*.-] )"
+)
+
+
+def last_error_line(output: str) -> str | None:
+    """The server's own words for what went wrong: its last error line (FATAL, initdb's
+    ``error:``; else its last line), with its last hint when it gave one."""
+    lines = [" ".join(_LOG_PREFIX.sub("", line).split()) for line in output.splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return None
+    errors = [line for line in lines if _LEVEL.search(line)]
+    line = errors[-1] if errors else lines[-1]
+    hints = [hint for hint in lines if _HINT.search(hint)]
+    if hints and hints[-1] != line:
+        line = f"{line} ({hints[-1]})"
+    return line[:400]
+
+
+def _read_from(log_file: Path | None, offset: int) -> str:
+    if log_file is None:
+        return ""
+    try:
+        with log_file.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read(200_000).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _log_size(log_file: Path | None) -> int:
+    try:
+        return log_file.stat().st_size if log_file is not None else 0
+    except OSError:
+        return 0
+
+
+def _wait_ready(
+    process: subprocess.Popen[bytes],
+    port: int,
+    timeout: float,
+    what: str,
+    log_file: Path | None,
+    offset: int,
+    fix: str,
+    shown_log: Path | None = None,
+    accepts: Callable[[], bool] | None = None,
+) -> None:
+    """Until the server answers on ``port`` (and ``accepts``, when given); if it exits
+    first, or never answers, say why in one line from its own log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            failed = f"exited with status {process.returncode}"
+            break
+        if port_answers("127.0.0.1", port) and (accepts is None or accepts()):
+            return
+        time.sleep(0.05)
+    else:
+        failed = f"did not answer on 127.0.0.1:{port} within {timeout:.0f} s"
+    raise EmbeddedServerError(
+        _failure_line(what, failed, _read_from(log_file, offset), shown_log, fix)
+    )
+
+
+def _failure_line(what: str, failed: str, output: str, log_file: Path | None, fix: str) -> str:
+    said = last_error_line(output)
+    where = f"; full output in {log_file}" if log_file is not None else ""
+    return f"{what} {failed}: {said or 'it printed nothing'}{where}; {fix}"
+
+
+_PG_FIX = "fix that, or set DATABASE_URL to a PostgreSQL that runs"
+_REDIS_FIX = "fix that, or set REDIS_URL to a Redis that runs"
 
 
 def _pg_bin_dir() -> Path:
@@ -189,6 +281,121 @@ def _others_can_traverse(folder: Path) -> bool:
     return True
 
 
+# Where root's copy of pgserver's binaries goes when the server's user cannot reach the
+# originals (a checkout under /root or a `mktemp -d` folder, both 0700): see D59.
+PG_INSTALL_CACHE = Path("/var/tmp")  # noqa: S108 - checked to be ours before use
+# What initdb and postgres read, from site-packages (not include/): their RPATH is
+# $ORIGIN/../../../pgserver.libs, so the copy keeps that layout.
+_PG_PARTS = (
+    "pgserver/pginstall/bin",
+    "pgserver/pginstall/lib",
+    "pgserver/pginstall/share",
+    "pgserver.libs",
+)
+_COMPLETE = ".complete"
+
+
+def _pg_install_key(root: Path, bin_dir: Path) -> str:
+    """Names pgserver's files by their content: every file's path and size, and the
+    server binary's bytes (another pgserver version is another key)."""
+    digest = hashlib.sha256()
+    for part in _PG_PARTS:
+        for path in sorted((root / part).rglob("*")):
+            if path.is_file():
+                digest.update(f"{path.relative_to(root)}\0{path.stat().st_size}\n".encode())
+    digest.update((bin_dir / "postgres").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _is_ours(folder: Path) -> bool:
+    """A folder made by this user that no one else can write to."""
+    info = folder.lstat()
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o022
+
+
+def _complete(folder: Path) -> bool:
+    """Every file the marker lists is still there (/var/tmp cleaners remove old files)."""
+    try:
+        listed = (folder / _COMPLETE).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return False
+    return bool(listed) and all((folder / name).exists() for name in listed)
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """A hard link when the file is readable by others and on the same file system (no
+    space, milliseconds); a copy, readable by all, otherwise."""
+    if os.stat(source).st_mode & 0o004:
+        try:
+            os.link(source, target)
+            return
+        except OSError:
+            pass
+    shutil.copy2(source, target)
+    os.chmod(target, os.stat(target).st_mode | 0o444)
+
+
+def reachable_pg_bin_dir(bin_dir: Path | None = None) -> Path:
+    """pgserver's bin folder, or, when PostgreSQL must run as another user (we are root)
+    who cannot reach it, a copy under /var/tmp named by its content, made once, atomically
+    (built in a temporary folder and renamed into place)."""
+    bin_dir = bin_dir or _pg_bin_dir()
+    if os.geteuid() != 0 or _others_can_traverse(bin_dir):
+        return bin_dir
+    root = bin_dir.parents[2]  # site-packages: pgserver/pginstall/bin
+    relative_bin = bin_dir.relative_to(root)
+    target = PG_INSTALL_CACHE / f"whatsapp-handler-pginstall-{_pg_install_key(root, bin_dir)}"
+    if target.exists() or target.is_symlink():
+        if not _is_ours(target):
+            raise EmbeddedServerError(
+                f"embedded PostgreSQL: {target} is not a folder only this user can write: "
+                "remove it and run again"
+            )
+        if _complete(target):
+            return target / relative_bin
+        shutil.rmtree(target, ignore_errors=True)  # partly cleaned away: made afresh
+    building = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=PG_INSTALL_CACHE))
+    try:
+        building.chmod(0o755)
+        names: list[str] = []
+        for part in _PG_PARTS:
+            if (root / part).is_dir():
+                shutil.copytree(root / part, building / part, copy_function=_link_or_copy)
+        for path in building.rglob("*"):
+            if path.is_dir():
+                path.chmod(path.stat().st_mode | 0o555)
+            elif path.is_file():
+                names.append(str(path.relative_to(building)))
+        (building / _COMPLETE).write_text("\n".join(sorted(names)) + "\n", encoding="utf-8")
+        try:
+            building.rename(target)
+        except OSError:  # another run made it first: use theirs
+            if not (_is_ours(target) and _complete(target)):
+                raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return target / relative_bin
+
+
+def _server_user() -> dict[str, Any]:
+    """As root, Popen's arguments to run PostgreSQL as ``nobody`` (it refuses root).
+
+    Popen switches user itself: runuser lives in /usr/sbin, which a plain PATH (cron,
+    ``env -i PATH=/usr/bin:/bin``) lacks."""
+    if os.geteuid() != 0:
+        return {}
+    nobody = pwd.getpwnam("nobody")
+    return {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+
+
+def _give_to(uid: int, folder: Path) -> None:
+    """``chown -R uid folder`` (the group is left as it is)."""
+    os.chown(folder, uid, -1, follow_symlinks=False)
+    for parent, folders, files in os.walk(folder):
+        for name in [*folders, *files]:
+            os.chown(Path(parent) / name, uid, -1, follow_symlinks=False)
+
+
 def _stop_leftover_postmaster(data: Path) -> None:
     """A postmaster of this data folder left by a killed run: ours, so stop it by its pid."""
     pid_file = data / "postmaster.pid"
@@ -206,55 +413,79 @@ def _stop_leftover_postmaster(data: Path) -> None:
         time.sleep(0.1)
 
 
+def postgres_home(folder: Path) -> Path:
+    """Where the server's files for ``folder`` live: there, or, when root's server user
+    could not reach it (under, say, /root, 0700), a folder in /var/tmp named after it (we
+    do not open up the caller's folders)."""
+    if os.geteuid() == 0 and not _others_can_traverse(folder.parent):
+        digest = hashlib.sha256(str(folder).encode()).hexdigest()[:12]
+        return Path("/var/tmp") / f"whatsapp-handler-pg-{digest}"  # noqa: S108
+    return folder
+
+
 def start_embedded_postgres(
     port: int | None = None, data_dir: Path | None = None, log_file: Path | None = None
 ) -> tuple[str, Started]:
     """initdb + postgres from pgserver's binaries, on 127.0.0.1:port, as a non-root user.
 
     With ``data_dir`` the cluster is kept there across runs; without, a temporary one is
-    removed on stop.
+    removed on stop. Without ``log_file`` the server logs to ``postgres.log`` beside its
+    data. A server that cannot start raises EmbeddedServerError with its own last error.
     """
     port = port or free_port()
-    bin_dir = _pg_bin_dir()
+    bin_dir = reachable_pg_bin_dir()
     own_dir = data_dir is None
     base = Path(tempfile.mkdtemp(prefix="wh-pg-")) if data_dir is None else data_dir.resolve()
-    if os.geteuid() == 0 and not _others_can_traverse(base.parent):
-        # The unprivileged server could not reach a folder under, say, /root (0700); we
-        # do not open up the caller's folders, so its data lives in /var/tmp instead.
-        digest = hashlib.sha256(str(base).encode()).hexdigest()[:12]
-        base = Path("/var/tmp") / f"whatsapp-handler-pg-{digest}"  # noqa: S108
+    base = postgres_home(base)
     base.mkdir(parents=True, exist_ok=True)
     data = base / "data"
+    # Where it says why it failed (shown only when kept: a temporary base goes on stop).
+    log_file = log_file or base / "postgres.log"
+    shown_log = None if own_dir and log_file == base / "postgres.log" else log_file
+    log_file.parent.mkdir(parents=True, exist_ok=True)
     _stop_leftover_postmaster(data)
-    as_user: list[str] = []
-    if os.geteuid() == 0:
+    as_user = _server_user()
+    if as_user:
         # PostgreSQL refuses to run as root; the data folder must belong to its user.
-        as_user = ["runuser", "-u", "nobody", "--"]
         os.chmod(base, 0o777)  # noqa: S103 - the unprivileged server writes its socket here
-        subprocess.run(["chown", "-R", "nobody", str(base)], check=True)  # noqa: S603,S607
-        if log_file is not None:
-            log_file.parent.mkdir(parents=True, exist_ok=True)
+        _give_to(int(as_user["user"]), base)
     if not (data / "PG_VERSION").exists():
-        subprocess.run(  # noqa: S603 - pgserver's initdb, arguments we built
-            [
-                *as_user,
-                str(bin_dir / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        offset = _log_size(log_file)
+        with log_file.open("ab") as log:
+            initdb = subprocess.run(  # noqa: S603 - pgserver's initdb, arguments we built
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ],
+                check=False,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=base,  # the caller's folder may be one the server's user cannot enter
+                **as_user,
+            )
+        if initdb.returncode != 0:
+            if own_dir:
+                shutil.rmtree(base, ignore_errors=True)
+            raise EmbeddedServerError(
+                _failure_line(
+                    "embedded PostgreSQL: initdb",
+                    f"failed (status {initdb.returncode})",
+                    _read_from(log_file, offset),
+                    shown_log,
+                    _PG_FIX,
+                )
+            )
+    offset = _log_size(log_file)
     process = _spawn(
         [
-            *as_user,
             str(bin_dir / "postgres"),
             "-D",
             str(data),
@@ -268,7 +499,10 @@ def start_embedded_postgres(
             "fsync=off",
         ],
         log_file,
+        cwd=base,
+        as_user=as_user,
     )
+    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     started = Started(
         process,
         [base] if own_dir else [],
@@ -277,15 +511,30 @@ def start_embedded_postgres(
         data_dir=base,
     )
     try:
-        wait_until(
-            lambda: process.poll() is None and port_answers("127.0.0.1", port),
+        _wait_ready(
+            process,
+            port,
             30,
             "embedded PostgreSQL",
+            log_file,
+            offset,
+            _PG_FIX,
+            shown_log,
+            accepts=partial(_accepts_connections, url),
         )
     except BaseException:  # not ready, or Ctrl-C while waiting: leave nothing behind
         started.stop()
         raise
-    return f"postgresql://postgres@127.0.0.1:{port}/postgres", started
+    return url, started
+
+
+def _accepts_connections(url: str) -> bool:
+    """Past "the database system is starting up": the port opens before that."""
+    try:
+        admin_connection(url, timeout=2).close()
+    except Exception:  # not yet: the caller's deadline decides
+        return False
+    return True
 
 
 def postgres_admin_url() -> tuple[str, Started | None]:
@@ -334,14 +583,11 @@ def start_embedded_redis(
         config = data_dir / "redis.conf"
         config.write_text("save 10 1\nappendonly no\n", encoding="utf-8")
         command += [str(config), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir)]
+    offset = _log_size(log_file)
     process = _spawn(command, log_file)
     started = Started(process, name="redis")
     try:
-        wait_until(
-            lambda: process.poll() is None and port_answers("127.0.0.1", port),
-            15,
-            "embedded Redis",
-        )
+        _wait_ready(process, port, 15, "embedded Redis", log_file, offset, _REDIS_FIX, log_file)
     except BaseException:  # not ready, or Ctrl-C while waiting: leave nothing behind
         started.stop()
         raise

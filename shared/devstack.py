@@ -52,6 +52,7 @@ from shared.settings import Settings, is_set_in_environment
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STACK_FILE = "stack.json"
+LAST_ERROR_FILE = "last-error.txt"  # why the last `make dev` stopped; doctor shows it
 EVENTS_FILE = "events.jsonl"
 DEV_DATABASE = "whatsapp_handler"
 DEV_SMS_FROM = "+447700900001"
@@ -428,6 +429,7 @@ class DevStack:
             + startup_table(self.rows)
             + "\n\nIn another terminal:  whatsapp-handler chat +447700900123\n"
         )
+        (self.dev_dir / LAST_ERROR_FILE).unlink(missing_ok=True)
         self.console.say("ready", f"stack described in {self.dev_dir / STACK_FILE}")
 
     def _lock_dev_dir(self) -> None:
@@ -457,6 +459,8 @@ class DevStack:
             if problem is None:
                 return configured, "(DATABASE_URL)"
             self.console.say("database", f"DATABASE_URL does not answer ({problem}): embedded")
+        elif not configured and not self._forced():
+            self._offer_local("database", "PostgreSQL", 5432, "DATABASE_URL")
         data_dir = self.dev_dir / "postgres"
         admin_url, started = devservices.start_embedded_postgres(
             port=self._port(POSTGRES_PREFERRED_PORT),
@@ -475,6 +479,8 @@ class DevStack:
             if problem is None:
                 return configured, "(REDIS_URL)"
             self.console.say("redis", f"REDIS_URL does not answer ({problem}): embedded")
+        elif not configured and not self._forced():
+            self._offer_local("redis", "Redis", 6379, "REDIS_URL")
         data_dir = self.dev_dir / "redis"
         url, started = devservices.start_embedded_redis(
             port=self._port(REDIS_PREFERRED_PORT),
@@ -500,6 +506,15 @@ class DevStack:
         )
         self.infrastructure.append(started)
         return host, f"emulator {host} (in memory)"
+
+    def _offer_local(self, kind: str, server: str, port: int, setting: str) -> None:
+        """A server on its standard port is not used unasked (D61): say so, and how."""
+        if devservices.port_answers("127.0.0.1", port, timeout=0.2):
+            self.console.say(
+                kind,
+                f"a {server} answers on 127.0.0.1:{port}; {setting} is unset, so an embedded "
+                f"one starts. To use that one: set {setting} (README, Local development)",
+            )
 
     def _forced(self) -> bool:
         return self.options.embedded or devservices.force_embedded()
@@ -865,6 +880,23 @@ def stop_signals_interrupt() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def record_last_error(dev_dir: Path, line: str) -> None:
+    """Keep why `make dev` stopped, for `whatsapp-handler doctor` (removed once ready)."""
+    with contextlib.suppress(OSError):
+        stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+        first = (line.splitlines() or [""])[0]
+        (dev_dir / LAST_ERROR_FILE).write_text(f"{stamp} {first}\n", encoding="utf-8")
+
+
+def last_error(dev_dir: Path | None = None) -> str | None:
+    """Why the last `make dev` with this folder stopped at start-up, if it did."""
+    try:
+        text = ((dev_dir or default_dev_dir()) / LAST_ERROR_FILE).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    return text.strip() or None
+
+
 def run_dev_stack(options: DevOptions, console: Console | None = None) -> int:
     stack = DevStack(options, console or Console())
     code = 0
@@ -874,11 +906,13 @@ def run_dev_stack(options: DevOptions, console: Console | None = None) -> int:
             stack.wait()
         except KeyboardInterrupt:
             stack.console.say("stopping", "stopping everything this run started")
-        except DevStackError as error:
+        except (DevStackError, devservices.EmbeddedServerError) as error:
             stack.console.say("error", str(error))
+            record_last_error(options.dev_dir, str(error))
             code = 1
         except Exception as error:
             stack.console.say("error", f"{type(error).__name__}: {error}")
+            record_last_error(options.dev_dir, f"{type(error).__name__}: {error}")
             code = 1
         finally:
             # A second Ctrl-C must not leave half the stack running.

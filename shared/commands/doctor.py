@@ -264,6 +264,17 @@ def check_functions(functions: Mapping[str, str]) -> list[Check]:
     return checks
 
 
+def check_last_dev_run(dev_dir: Path | None) -> Check | None:
+    """The line the last `make dev` stopped with, if it could not start (its server's own
+    error and what to do)."""
+    from shared.devstack import last_error
+
+    line = last_error(dev_dir)
+    if line is None:
+        return None
+    return Check("make dev", False, f"the last run stopped at start-up: {line}")
+
+
 def run(args: argparse.Namespace) -> int:
     from shared.devstack import load_stack
 
@@ -275,6 +286,11 @@ def run(args: argparse.Namespace) -> int:
         stack = None
         print("checking this shell's environment (no `make dev` stack in use)")
     checks: list[Check] = []
+    if stack is None and not args.no_dev_stack:
+        last = check_last_dev_run(args.dev_dir)
+        if last is not None:
+            checks.append(last)
+            print(last.line())
     settings_check, settings = check_settings()
     checks.append(settings_check)
     print(settings_check.line())
