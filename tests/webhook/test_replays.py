@@ -177,6 +177,7 @@ def test_every_signed_resplit_is_refused_or_changes_nothing(bot: Bot, sql: Any) 
     def replay(edits: list[tuple[str, int, int]]) -> None:
         candidate = edited(form, edits)
         forget_dedupe_keys(bot, form["MessageSid"])
+        bot.clock.advance(minutes=1)  # a fresh inbound rate-limit window each time
 
         response = bot.post(candidate, signature=sign(TEST_WEBHOOK_URL, form))
 
