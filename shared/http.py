@@ -17,6 +17,7 @@ from shared.errors import BadRequest, PayloadTooLarge, WhatsAppHandlerError
 from shared.logs import correlation_id_var, trace_var
 
 _SAFE_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+_TRACE_CONTEXT = re.compile(r"([0-9a-fA-F]{32})/([0-9]{1,20})(?:;o=[01])?")
 
 
 def json_response(body: Mapping[str, Any] | list[Any], status: int = 200) -> flask.Response:
@@ -53,8 +54,10 @@ def bind_request_context(request: flask.Request, fallback: str | None = None) ->
     else:
         correlation_id = fallback or uuid4().hex
     correlation_id_var.set(correlation_id)
-    trace = request.headers.get("X-Cloud-Trace-Context", "").split("/")[0]
-    trace_var.set(trace or None)
+    # Only its documented shape, TRACE_ID/SPAN_ID;o=OPTIONS (32 hex digits / a decimal
+    # span id / 0 or 1), ever reaches a log line; anything else is dropped (D68).
+    trace = _TRACE_CONTEXT.fullmatch(request.headers.get("X-Cloud-Trace-Context", ""))
+    trace_var.set(trace[1] if trace else None)
     return correlation_id
 
 

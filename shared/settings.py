@@ -103,6 +103,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_request_bytes: PositiveInt = 64 * 1024
     # A MessageSid seen within this long is a Twilio retry and changes nothing.
     message_dedupe_ttl_seconds: PositiveInt = 24 * 3600
+    # ... and a MessageSid that changed state is kept this long in PostgreSQL (the durable
+    # replay record, purged daily): a replay within it never acts again.
+    handled_message_retention_days: PositiveInt = 30
 
     # --- events -----------------------------------------------------------------
     google_cloud_project: str = "railrepay-local"

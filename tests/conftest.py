@@ -35,6 +35,7 @@ TEST_SMS_FROM = "+447700900999"
 TEST_WHATSAPP_FROM = "whatsapp:+447700900998"
 TEST_PROJECT = "railrepay-test"
 TABLES = (
+    "whatsapp_handler.handled_messages",
     "whatsapp_handler.notification_deliveries",
     "whatsapp_handler.outbox_events",
     "whatsapp_handler.user_preferences",

@@ -301,7 +301,7 @@ def test_two_concurrent_ups_both_succeed_and_leave_one_copy(fresh_database_url: 
             connection.run("SELECT count(*) FROM pg_tables WHERE schemaname = 'whatsapp_handler'")[
                 0
             ][0]
-            == 4
+            == 5
         )
     finally:
         connection.close()
@@ -356,3 +356,57 @@ def test_gdpr_selection_skips_anonymised_users_through_the_partial_index(
         )
     )
     assert "idx_users_retention" in plan
+
+
+def test_the_replay_record_table_refuses_what_is_no_message_sid_and_goes_down_alone(
+    fresh_database_url: str,
+) -> None:
+    """0004 (issue 19): one row per MessageSid that changed state, of Twilio's shape only;
+    its `down` drops that table and leaves 0003's schema whole."""
+    migrate.upgrade(fresh_database_url)
+    connection = _admin(fresh_database_url)
+    try:
+        sid = "SM" + "0a" * 16
+        connection.run(
+            "INSERT INTO whatsapp_handler.handled_messages VALUES (:sid, now())", sid=sid
+        )
+        with pytest.raises(pg8000.native.DatabaseError) as raised:
+            connection.run(
+                "INSERT INTO whatsapp_handler.handled_messages VALUES (:sid, now())", sid=sid
+            )
+        assert raised.value.args[0]["C"] == "23505"  # one row per MessageSid
+        for bad in ("SMabc", "SM" + "A" * 32, "XX" + "0" * 32):
+            with pytest.raises(pg8000.native.DatabaseError) as raised:
+                connection.run(
+                    "INSERT INTO whatsapp_handler.handled_messages VALUES (:sid, now())", sid=bad
+                )
+            assert raised.value.args[0]["C"] in ("23514", "22001"), bad
+        indexes = rows(
+            connection,
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'handled_messages'",
+        )
+        assert {row["indexname"] for row in indexes} == {
+            "handled_messages_pkey",
+            "idx_handled_messages_handled_at",
+        }
+    finally:
+        connection.close()
+
+    migrate.downgrade(fresh_database_url, "0003")
+
+    connection = _admin(fresh_database_url)
+    try:
+        tables = rows(
+            connection,
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'whatsapp_handler'"
+            " ORDER BY tablename",
+        )
+        assert [row["tablename"] for row in tables] == [
+            "notification_deliveries",
+            "outbox_events",
+            "user_preferences",
+            "users",
+        ]
+    finally:
+        connection.close()
+    assert migrate.current_revision(fresh_database_url) == "0003"

@@ -82,7 +82,12 @@ def read_form(request: flask.Request, max_bytes: int) -> MultiDict[str, str]:
         raise UnsupportedMediaType(f"body must be {FORM_CONTENT_TYPE}")
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(f"body is larger than {max_bytes} bytes")
-    raw = request.stream.read(max_bytes + 1)
+    try:
+        raw = request.stream.read(max_bytes + 1)
+    except Exception:
+        # A broken chunked encoding (gunicorn's InvalidChunkSize, ChunkMissingTerminator,
+        # NoMoreData) or a client that went away: the body cannot be read, a 400.
+        raise BadRequest("body could not be read") from None
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"body is larger than {max_bytes} bytes")
     try:
@@ -173,11 +178,15 @@ def webhook(request: flask.Request) -> flask.Response:
         )
         signature = request.headers.get("X-Twilio-Signature", "")
         if endpoint == "status":
+            if not settings.status_callback_url:
+                # We ask Twilio for no status callbacks, so every POST here is someone
+                # else's: refused like any unsigned request, and no ERROR line (D67).
+                raise Forbidden("status callbacks are not enabled")
             authenticate(settings, settings.status_callback_url, form, signature)
             record_delivery_status(form)
             return flask.Response(status=204)
         authenticate(settings, settings.webhook_public_url, form, signature)
-        message = parse_twilio_form(form)
+        message = parse_twilio_form(form, str(settings.twilio_account_sid))
         reply = handle_inbound(message, current.services, correlation_id=correlation_id)
     except WhatsAppHandlerError as error:
         log.warning(

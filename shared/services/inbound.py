@@ -26,11 +26,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import cast
-from urllib.parse import urlsplit
+from typing import NoReturn, cast
 from uuid import UUID
 
 import redis
+from pg8000.exceptions import DatabaseError
 
 from shared import conversation, events, otp
 from shared.adapters.conversation_store import (
@@ -64,7 +64,7 @@ from shared.conversation import (
     UserView,
     VerifyOtp,
 )
-from shared.db import Database, Row, UnitOfWork
+from shared.db import Database, Row, UnitOfWork, error_field
 from shared.errors import BadRequest, DependencyUnavailable
 from shared.events import Media
 from shared.ids import PhoneNumber
@@ -78,9 +78,28 @@ log = get_logger("webhook")
 
 MAX_MEDIA = 10  # Twilio delivers at most 10 media per WhatsApp message
 MAX_MEDIA_URL_CHARS = 2048
+MAX_CONTENT_TYPE_CHARS = 255
 MAX_BODY_CHARS = 4096  # WhatsApp's own limit for one message
-_MESSAGE_SID = re.compile(r"^[A-Za-z0-9]{2,64}$")
-_CONTENT_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;.*)?$")
+
+# Twilio's signature is an HMAC over the URL and the sorted name + value pairs glued
+# together with no separator, so the same signed bytes can be split into other fields
+# (issue 19). Every field whose value we act on therefore has one exact shape, checked
+# whole (fullmatch), so that no boundary can move into or out of it unnoticed; the
+# MessageSid (never reused by Twilio, kept in the replay record) then names the message.
+_MESSAGE_SID = re.compile(r"(?:SM|MM)[0-9a-f]{32}")
+_WHATSAPP_ADDRESS = re.compile(r"whatsapp:\+[1-9][0-9]{1,14}")
+_NUM_MEDIA = re.compile(r"0|[1-9][0-9]?")
+# https with a host name and a path of printable ASCII; plain http only to this machine
+# (the local Twilio stand-in of `make dev` and the soak), which Twilio never sends.
+_MEDIA_URL = re.compile(
+    r"(?:https://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
+    r"|http://(?:127\.0\.0\.1|localhost))(?::[0-9]{1,5})?/[!-~]*"
+)
+_MIME_NAME = r"[A-Za-z0-9!#$&^_.+-]+"
+_CONTENT_TYPE = re.compile(rf"{_MIME_NAME}/{_MIME_NAME}(?:; ?{_MIME_NAME}={_MIME_NAME})*")
+# C0 controls other than tab, newline and carriage return, and the non-characters
+# U+FFFE/U+FFFF: not allowed in XML 1.0 (our TwiML echoes text) and \x00 not in JSONB.
+_UNWANTED_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 # --- the message as Twilio posts it ------------------------------------------------------
@@ -95,46 +114,73 @@ class InboundMessage:
 
 
 def is_message_sid(value: str) -> bool:
-    return bool(_MESSAGE_SID.match(value))
+    return _MESSAGE_SID.fullmatch(value) is not None
 
 
-def parse_twilio_form(form: Mapping[str, str]) -> InboundMessage:
-    """Twilio's form fields to a message; BadRequest (400, with a reason) otherwise."""
-    sender = form.get("From")
-    if not sender:
-        raise BadRequest("From is required")
-    message_sid = form.get("MessageSid")
-    if not message_sid:
-        raise BadRequest("MessageSid is required")
+def clean_text(text: str) -> str:
+    """``text`` without the characters XML 1.0 and JSONB cannot carry (stripped, D65)."""
+    return _UNWANTED_CHARACTERS.sub("", text)
+
+
+def _required(form: Mapping[str, str], name: str) -> str:
+    value = form.get(name)
+    if not value:
+        raise BadRequest(f"{name} is required")
+    return value
+
+
+def parse_twilio_form(form: Mapping[str, str], account_sid: str) -> InboundMessage:
+    """Twilio's form fields to a message; BadRequest (400, with a reason) otherwise.
+
+    ``account_sid`` is ours (TWILIO_ACCOUNT_SID): Twilio sends it on every webhook.
+    Fields we do not act on are ignored, whatever they hold.
+    """
+    message_sid = _required(form, "MessageSid")
     if not is_message_sid(message_sid):
-        raise BadRequest("MessageSid is malformed")
+        raise BadRequest("MessageSid is malformed: SM or MM and 32 lower-case hex digits")
+    for alias in ("SmsMessageSid", "SmsSid"):
+        if alias in form and form[alias] != message_sid:
+            raise BadRequest(f"{alias} differs from MessageSid")
+    if _required(form, "AccountSid") != account_sid:
+        raise BadRequest("AccountSid is not this service's account")
+    sender = _required(form, "From")
     try:
         phone_number = from_whatsapp_address(sender)
     except InvalidPhoneNumber as error:
         raise BadRequest(f"From: {error}") from None
+    if sender != f"whatsapp:{phone_number}":
+        raise BadRequest("From must be exactly whatsapp:+ and the E.164 number")
+    if not _WHATSAPP_ADDRESS.fullmatch(_required(form, "To")):
+        raise BadRequest("To must be whatsapp:+ and an E.164 number")
     text = form.get("Body") or ""
     if len(text) > MAX_BODY_CHARS:
         raise BadRequest(f"Body is longer than {MAX_BODY_CHARS} characters")
     return InboundMessage(
         phone_number=phone_number,
         message_sid=message_sid,
-        text=text,
+        text=clean_text(text),
         media=_media(form),
     )
 
 
 def _media(form: Mapping[str, str]) -> tuple[Media, ...]:
-    raw_count = (form.get("NumMedia") or "0").strip()
-    if not raw_count.isascii() or not raw_count.isdigit() or int(raw_count) > MAX_MEDIA:
+    raw_count = form.get("NumMedia")
+    if raw_count is None or not _NUM_MEDIA.fullmatch(raw_count) or int(raw_count) > MAX_MEDIA:
         raise BadRequest(f"NumMedia must be a whole number from 0 to {MAX_MEDIA}")
+    count = int(raw_count)
+    expected = {f"MediaUrl{index}" for index in range(count)}
+    expected |= {f"MediaContentType{index}" for index in range(count)}
+    for name in form:
+        # Beyond NumMedia, or no canonical index (MediaUrl01): exactly NumMedia of each.
+        if name.startswith(("MediaUrl", "MediaContentType")) and name not in expected:
+            raise BadRequest(f"{name} does not match NumMedia")
     items = []
-    for index in range(int(raw_count)):
+    for index in range(count):
         url = form.get(f"MediaUrl{index}") or ""
-        parts = urlsplit(url) if len(url) <= MAX_MEDIA_URL_CHARS else None
-        if parts is None or parts.scheme not in ("https", "http") or not parts.netloc:
-            raise BadRequest(f"MediaUrl{index} must be an http(s) URL")
-        content_type = (form.get(f"MediaContentType{index}") or "").strip()
-        if not _CONTENT_TYPE.match(content_type) or len(content_type) > 255:
+        if len(url) > MAX_MEDIA_URL_CHARS or not _MEDIA_URL.fullmatch(url):
+            raise BadRequest(f"MediaUrl{index} must be an https URL")
+        content_type = form.get(f"MediaContentType{index}") or ""
+        if len(content_type) > MAX_CONTENT_TYPE_CHARS or not _CONTENT_TYPE.fullmatch(content_type):
             raise BadRequest(f"MediaContentType{index} is not a content type")
         items.append(Media(url=url, content_type=content_type.lower()))
     return tuple(items)
@@ -178,7 +224,7 @@ class WebhookServices:
 
     @classmethod
     def build(cls, settings: Settings, database: Database, client: redis.Redis) -> WebhookServices:
-        settings.require("otp_pepper", "twilio_sms_from")
+        settings.require("otp_pepper", "twilio_sms_from", "twilio_account_sid")
         assert settings.otp_pepper is not None  # noqa: S101 - checked by require()
         pepper = settings.otp_pepper.get_secret_value().encode()
         keys = RedisKeys(settings.redis_key_prefix, pepper)
@@ -574,11 +620,50 @@ def handle_inbound(
         _release_quietly(ledger, message.message_sid, claim.token)
         if isinstance(error, redis.RedisError):
             raise DependencyUnavailable("redis unreachable") from error
+        if isinstance(error, DatabaseError) and (error_field(error, "C") or "").startswith("22"):
+            _refuse_data_error(error, message, services, conversation_key)
         raise
+    if committed is None:
+        log.info(
+            "replayed message ignored",
+            action="webhook.replay",
+            message_sid=message.message_sid,
+        )
+        _complete_quietly(ledger, message.message_sid)
+        return None
     reply = _after_commit(committed, message, services, ledger, conversation_key)
     if log.is_enabled(logging.INFO):  # the fields cost ~10 us to build: not for nothing
         _log_handled(message, committed)
     return reply
+
+
+def _refuse_data_error(
+    error: DatabaseError,
+    message: InboundMessage,
+    services: WebhookServices,
+    conversation_key: str,
+) -> NoReturn:
+    """PostgreSQL refused a value of this message (SQLSTATE class 22, data exception):
+    the input's fault, so a 400, never a 500. The error's text and context can quote the
+    message, so only its SQLSTATE is logged, and the 400 carries no cause (no traceback).
+    The conversation state that led here is dropped (D65): the next message starts again
+    from the user row instead of meeting the same refusal."""
+    log.warning(
+        "message refused by the database",
+        action="webhook.data_error",
+        message_sid=message.message_sid,
+        sqlstate=error_field(error, "C"),
+    )
+    try:
+        services.client.delete(conversation_key)
+    except redis.RedisError as redis_error:
+        log.warning(
+            "conversation state not dropped",
+            action="conversation.drop_failed",
+            message_sid=message.message_sid,
+            error_type=type(redis_error).__name__,
+        )
+    raise BadRequest("the message holds a value that cannot be stored") from None
 
 
 def _log_handled(message: InboundMessage, committed: _Committed) -> None:
@@ -639,10 +724,21 @@ def _decide_and_commit(
     now: datetime,
     correlation_id: str,
     claimed: StoredConversation,
-) -> _Committed:
+) -> _Committed | None:
+    """The message decided and committed; None when it is a replay (changes nothing)."""
     config, store = services.config, services.store
     with services.database.unit_of_work() as uow:
-        row = uow.fetch_one("lock_and_touch_user", phone_number=message.phone_number, now=now)
+        found = uow.fetch_one(
+            "lock_and_touch_user",
+            phone_number=message.phone_number,
+            now=now,
+            message_sid=message.message_sid,
+        )
+        if found is None or not found["first_delivery"]:
+            # The replay record has this MessageSid: it changed state before, however long
+            # ago (the Redis key may have expired). No effect; the block rolls back.
+            return None
+        row = found if found["id"] is not None else None
         user = _user_view(row)
         if claimed_state_is_latest(claimed, row, now, store.ttl_seconds):
             stored = claimed.state

@@ -7,7 +7,17 @@
 -- which the conversation state saved by that message carries (its freshness check).
 -- The preferences the conversation needs (STATUS with notifications off, the reply
 -- language) come in the same round trip; a user without a preferences row gets NULLs.
-WITH locked AS (
+-- Always one row: the user's columns are NULL for a number with no user, and
+-- first_delivery is false when the MessageSid had already changed state (a replay).
+WITH recorded AS (
+    -- The durable replay record, in the message's own transaction: a MessageSid already
+    -- here (committed by an earlier delivery, or by a concurrent one that commits first)
+    -- inserts nothing, and the message is a retry.
+    INSERT INTO whatsapp_handler.handled_messages (message_sid, handled_at)
+    VALUES (:message_sid, :now)
+    ON CONFLICT (message_sid) DO NOTHING
+    RETURNING 1
+), locked AS (
     SELECT id, verified_at, blocked_at, terms_version, anonymized_at, last_active_at
       FROM whatsapp_handler.users
      WHERE phone_number = :phone_number
@@ -20,6 +30,28 @@ WITH locked AS (
 )
 SELECT locked.id, locked.verified_at, locked.blocked_at, locked.terms_version,
        locked.anonymized_at, locked.last_active_at,
-       prefs.notification_enabled, prefs.language
-  FROM locked
+       prefs.notification_enabled, prefs.language,
+       EXISTS (SELECT 1 FROM recorded) AS first_delivery
+  FROM (SELECT 1) AS one
+  LEFT JOIN locked ON true
   LEFT JOIN whatsapp_handler.user_preferences AS prefs ON prefs.user_id = locked.id;
+
+-- name: purge_handled_messages
+-- The durable replay record past HANDLED_MESSAGE_RETENTION_DAYS, in bounded batches
+-- (purge job; idx_handled_messages_handled_at).
+WITH doomed AS (
+    SELECT message_sid
+      FROM whatsapp_handler.handled_messages
+     WHERE handled_at < :cutoff
+     LIMIT :batch_size
+       FOR UPDATE SKIP LOCKED
+)
+DELETE FROM whatsapp_handler.handled_messages h
+ USING doomed
+ WHERE h.message_sid = doomed.message_sid;
+
+-- name: count_purgeable_handled_messages
+-- purge --dry-run: replay-record rows a purge with this cutoff would delete.
+SELECT count(*) AS purgeable
+  FROM whatsapp_handler.handled_messages
+ WHERE handled_at < :cutoff;

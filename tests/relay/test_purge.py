@@ -19,6 +19,7 @@ from shared.services.purge import (
     purge_expired,
     purge_published_events,
 )
+from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2025, 11, 30, 3, 0, tzinfo=UTC)
@@ -188,3 +189,30 @@ def test_the_daily_purge_also_deletes_notification_ledger_rows_past_retention(
     assert summary.as_dict()["ledger_deleted"] == 2
     left = sql("SELECT notification_id FROM whatsapp_handler.notification_deliveries")
     assert {row["notification_id"] for row in left} == {"recent", "today"}
+
+
+def test_the_daily_purge_forgets_replay_record_rows_past_their_retention(
+    db: Database, sql: Any
+) -> None:
+    """The webhook's durable replay record (issue 19) is kept
+    HANDLED_MESSAGE_RETENTION_DAYS (default 30), then deleted by the daily purge."""
+    ages = {"a": 45, "b": 31, "c": 29, "d": 0}
+    for name, days in ages.items():
+        sql(
+            "INSERT INTO whatsapp_handler.handled_messages (message_sid, handled_at)"
+            " VALUES (:sid, :at)",
+            sid="SM" + name * 32,
+            at=NOW - timedelta(days=days),
+        )
+    assert Settings(database_url="postgresql://x/y").handled_message_retention_days == 30
+    setting = Settings(database_url="postgresql://x/y", handled_message_retention_days=12)
+    assert PurgePolicy.from_settings(setting).handled_message_retention_days == 12
+    policy = PurgePolicy(handled_message_retention_days=30, batch_size=1)
+
+    preview = preview_purge(db, now=NOW, policy=policy).as_dict()
+    summary = purge_expired(db, now=NOW, policy=policy).as_dict()
+
+    assert preview["would_delete_handled_messages"] == 2
+    assert summary["handled_messages_deleted"] == 2
+    left = sql("SELECT message_sid FROM whatsapp_handler.handled_messages")
+    assert {row["message_sid"] for row in left} == {"SM" + "c" * 32, "SM" + "d" * 32}

@@ -21,7 +21,7 @@ import jsonschema
 import pytest
 
 from shared.services.inbound import utc_now
-from tests.conftest import TEST_WEBHOOK_URL, Services, sign
+from tests.conftest import TEST_ACCOUNT_SID, TEST_WEBHOOK_URL, Services, sign
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS_DIR = ROOT / "docs/events"
@@ -69,6 +69,7 @@ class Bot:
         return self.webhook.app.test_client()
 
     def next_sid(self) -> str:
+        """Twilio's shape: SM and 32 lower-case hex digits (distinct within a test)."""
         return f"SM{next(self.sids):032x}"
 
     def form(
@@ -81,7 +82,7 @@ class Bot:
     ) -> dict[str, str]:
         form = {
             "MessageSid": sid or self.next_sid(),
-            "AccountSid": "AC" + "1" * 32,
+            "AccountSid": TEST_ACCOUNT_SID,  # ours: any other is refused
             "From": f"whatsapp:{phone}",
             "To": "whatsapp:+447700900998",
             "Body": text,
