@@ -192,6 +192,15 @@ TEXTS: Mapping[R, str] = {
         "You already sent a claim for this journey on {when}. Reply YES to send it again "
         "anyway, NO to change it, or CANCEL."
     ),
+    R.PROMPT_ORIGIN: "Which station did you start from? (To: {destination}.)",
+    R.PROMPT_DESTINATION: "Which station did you travel to? (From: {origin}.)",
+    R.STATION_NOT_FOUND: 'I couldn\'t find a station called "{typed}".',
+    R.STATION_CHOICE: (
+        'Which "{typed}" did you mean?\n{options}\nReply with a number, or type the name again.'
+    ),
+    R.STATION_OPTION: "{number} {name}",
+    R.SAME_STATIONS: "The two stations are the same.",
+    R.AM_OR_PM: "Is that {time}am or {time}pm?",
     R.LANGUAGE_SET: "OK, we'll reply in English.",
     R.LANGUAGE_PARTIAL: (
         "Diolch! We've saved Welsh (Cymraeg) as your language; our Welsh replies aren't "

@@ -391,6 +391,10 @@ class _Execution:
                         departure=effect.departure.isoformat(),
                         media=effect.ticket,
                         submitted_at=now,
+                        origin_crs=effect.origin_crs,
+                        destination_crs=effect.destination_crs,
+                        origin_name=effect.origin_name,
+                        destination_name=effect.destination_name,
                     )
                 )
             case RequestClaimStatus():

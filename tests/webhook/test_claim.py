@@ -47,11 +47,52 @@ def test_a_whole_claim_publishes_journey_submitted(bot: Bot, sql: Any, outbox: A
         "departure": "2026-11-23T08:02:00+00:00",
         "ticket_media": [],
         "submitted_at": bot.clock.now.isoformat(),
+        "origin_crs": "LDS",
+        "destination_crs": "YRK",
+        "origin_name": "Leeds",
+        "destination_name": "York",
     }
     assert sql("SELECT last_active_at FROM whatsapp_handler.users") == [
         {"last_active_at": bot.clock.now}
     ]
     assert "CLAIM" in bot.say("what now")  # back at the menu
+
+
+def test_stations_are_resolved_and_sent_as_journey_submitted_1_1(
+    bot: Bot, sql: Any, outbox: Any
+) -> None:
+    """Issue 20: "Kings X to Edinbrugh" is read back with the list's names, the time in
+    the same answer is not asked again, and the event carries the CRS codes (1.1)."""
+    bot.register()
+    bot.say("CLAIM")
+    bot.say("yesterday")
+    read_back = bot.say("I went from Kings X to Edinbrugh at 08:00")
+    assert "Got it: London Kings Cross to Edinburgh Waverley." in read_back
+    assert "What time" not in read_back and "photo or PDF of your ticket" in read_back
+    bot.say("SKIP")
+    bot.say("yes")
+    (row,) = submitted(outbox)  # validated against journey.submitted's schema
+    assert sql(
+        "SELECT event_version FROM whatsapp_handler.outbox_events"
+        " WHERE event_type = 'journey.submitted'"
+    ) == [{"event_version": "1.1"}]
+    payload = row["payload"]
+    assert (payload["origin"], payload["destination"]) == ("Kings X", "Edinbrugh")
+    assert (payload["origin_crs"], payload["destination_crs"]) == ("KGX", "EDB")
+    assert payload["origin_name"] == "London Kings Cross"
+    assert payload["destination_name"] == "Edinburgh Waverley"
+    assert payload["departure"] == "2026-11-23T08:00:00+00:00"
+
+
+def test_a_name_with_several_stations_is_a_numbered_choice(bot: Bot, outbox: Any) -> None:
+    bot.register()
+    bot.say("CLAIM")
+    bot.say("yesterday")
+    offered = bot.say("Newport to Cardiff Central")
+    assert 'Which "Newport" did you mean?' in offered and "\n1 " in offered
+    picked = bot.say("1")
+    assert "Got it: Newport" in picked and "to Cardiff Central" in picked
+    assert "What time" in picked
 
 
 def test_a_ticket_photo_inside_a_claim_belongs_to_the_journey(bot: Bot, outbox: Any) -> None:
