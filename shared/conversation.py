@@ -989,6 +989,9 @@ def request_status(turn: Turn) -> Decision:
 
 
 def menu_answer(turn: Turn) -> Decision:
+    started = claim_from_text(turn)
+    if started is not None:
+        return started
     opener = R.WELCOME_BACK if turn.returning else R.NOT_UNDERSTOOD
     return turn.stay(turn.say(opener) + "\n" + _menu_text(turn.language))
 
@@ -1041,6 +1044,48 @@ def start_claim(turn: Turn) -> Decision:
     claiming = replace(turn.state, phase=Phase.CLAIM_DATE, claim=draft, recent_ticket=())
     kept = f" {turn.say(R.CLAIM_TICKET_ADDED)}" if draft.ticket else ""
     return turn.move(claiming, f"{turn.say(R.CLAIM_STARTED)}{kept} {turn.prompt(claiming)}")
+
+
+# Words that make a message with only a date a claim ("my train yesterday was late").
+_CLAIM_WORDS = frozenset({"claim", "delay", "delayed", "late", "cancelled", "canceled"})
+
+
+def claim_from_text(turn: Turn) -> Decision | None:
+    """A claim started by one free-text message ("my train from kings cross to leeds
+    yesterday was 40 mins late"): take what it gives, ask only for what is missing. None
+    when it names no journey (both stations resolved, or a date and a word of delay)."""
+    user, text = turn.user, turn.inbound.text
+    if user is None or not user.verified or len(text) > 4 * claims.MAX_ANSWER_CHARS:
+        return None
+    found = claims.extract_journey(text, now=turn.now, window_days=turn.config.claim_window_days)
+    dated = isinstance(found.journey_date, date)
+    if found.stations is None and not (
+        dated and set(_WORD.findall(normalise_text(text))) & _CLAIM_WORDS
+    ):
+        return None
+    draft = ClaimDraft(journey_id=turn.derived_id("journey"), ticket=turn.state.recent_ticket)
+    claiming = replace(turn.state, phase=Phase.CLAIM_DATE, claim=draft, recent_ticket=())
+    notes = [turn.say(R.CLAIM_STARTED)]
+    if draft.ticket:
+        notes.append(turn.say(R.CLAIM_TICKET_ADDED))
+    if isinstance(found.journey_date, claims.Rejected):
+        notes.append(found.journey_date.reason)
+    if found.stations is None:
+        draft, claiming, said = _take_when(turn, draft, claiming, found)
+        notes.extend(said)
+        return _advance(replace(turn, state=claiming), draft, " ".join(notes), base=claiming)
+    # The date first; the time once the stations are read back.
+    draft, claiming, said = _take_when(turn, draft, claiming, replace(found, departure=None))
+    notes.extend(said)
+    started = replace(turn, state=claiming)
+    answer = found.stations
+    sides = (
+        (ORIGIN, answer.origin, answer.origin_match),
+        (DESTINATION, answer.destination, answer.destination_match),
+    )
+    later = replace(found, journey_date=None, stations=None)
+    decision = _take_stations(started, sides, later, base=claiming)
+    return decision._replace(reply=f"{' '.join(notes)} {decision.reply}")
 
 
 def already_claiming(turn: Turn) -> Decision:
@@ -1203,7 +1248,7 @@ def _picked(choice: StationChoice, text: str) -> gb.Resolution | None:
 def _take_stations(
     turn: Turn,
     sides: tuple[tuple[str, str, gb.Resolution], ...],
-    answer: claims.StationAnswer | None = None,
+    answer: claims.StationAnswer | claims.JourneyDraft | None = None,
     base: ConversationState | None = None,
 ) -> Decision:
     """Store what each typed name resolved to: a match is kept and read back, several

@@ -189,3 +189,42 @@ def test_choices_and_a_pending_hour_survive_the_json_round_trip() -> None:
         assert decision.state is not None
         assert c.state_from_json(c.state_to_json(decision.state)) == decision.state
     assert DRAFTS[c.Phase.CLAIM_STATIONS].origin_crs is None  # old drafts load without codes
+
+
+# --- one message names the journey ------------------------------------------------------
+
+MENU = state(c.Phase.MENU)
+
+# (first message) -> (phase it leads to, what the reply reads back)
+ONE_MESSAGE = [
+    ("my train from kings cross to leeds yesterday was 40 mins late", c.Phase.CLAIM_TIME,
+     "Got it: Monday 23 November 2026. Got it: London Kings Cross to Leeds. What time"),
+    ("I want to make a claim from Leeds to York yesterday at 08:02", c.Phase.CLAIM_TICKET,
+     "Got it: Leeds to York. Got it: 08:02. Please send a photo"),
+    ("my train yesterday was late", c.Phase.CLAIM_STATIONS,
+     "Got it: Monday 23 November 2026. Which stations"),
+    ("Kings X to Edinbrugh", c.Phase.CLAIM_DATE,
+     "Got it: London Kings Cross to Edinburgh Waverley. Which day"),
+    ("my train from Leeds to York yesterday at 8 was late", c.Phase.CLAIM_TIME,
+     "Got it: Leeds to York. Is that 8am or 8pm?"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "phase", "said"), ONE_MESSAGE)
+def test_one_message_starts_a_claim_with_what_it_gives(
+    text: str, phase: c.Phase, said: str
+) -> None:
+    decision = step(MENU, text)
+    assert phase_of(decision) is phase and said in decision.reply
+    assert decision.reply.startswith("Let's claim for your delayed train")
+
+
+def test_what_one_message_left_out_is_asked_and_nothing_else() -> None:
+    started = step(MENU, "Kings X to Edinbrugh")
+    assert started.state is not None
+    dated = step(started.state, "yesterday")
+    assert phase_of(dated) is c.Phase.CLAIM_TIME
+    assert claim_of(dated).origin_crs == "KGX" and claim_of(dated).destination_crs == "EDB"
+    for text in ("hello there", "Leeds to Qxzzqv yesterday", "what is this"):  # no journey
+        not_one = step(MENU, text)
+        assert phase_of(not_one) is c.Phase.MENU and "didn't follow" in not_one.reply

@@ -134,7 +134,8 @@ def test_cancel_midway_sends_nothing(bot: Bot, outbox: Any) -> None:
     bot.say("yesterday")
     assert "claim cancelled" in bot.say("cancel")
     assert submitted(outbox) == []
-    assert "Sorry, I didn't follow that" in bot.say("Leeds to York")
+    fresh = bot.say("Leeds to York")  # one message names a journey: a new claim (issue 20)
+    assert "Got it: Leeds to York." in fresh and "Which day" in fresh
 
 
 @pytest.mark.parametrize(
@@ -293,4 +294,20 @@ def test_a_conversation_state_gone_from_redis_starts_afresh(bot: Bot) -> None:
     bot.say("CLAIM")
     key = bot.webhook.module.deps().services.keys.conversation(PHONE)
     bot.services.redis.delete(key)  # what the TTL does after three days of silence
-    assert "Welcome back" in bot.say("Leeds to York")
+    assert "Welcome back" in bot.say("hello")
+
+
+def test_one_message_starts_a_claim_and_only_what_is_missing_is_asked(
+    bot: Bot, outbox: Any
+) -> None:
+    bot.register()
+    first = bot.say("my train from kings cross to leeds yesterday was 40 mins late")
+    assert "Got it: London Kings Cross to Leeds." in first and "What time" in first
+    asked = bot.say("quarter past 8")
+    assert "Is that 8:15am or 8:15pm?" in asked
+    assert "photo or PDF of your ticket" in bot.say("pm")
+    bot.say("SKIP")
+    bot.say("yes")
+    (row,) = submitted(outbox)
+    assert row["payload"]["departure"] == "2026-11-23T20:15:00+00:00"
+    assert row["payload"]["origin_crs"] == "KGX" and row["payload"]["destination_crs"] == "LDS"
