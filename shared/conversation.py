@@ -244,6 +244,9 @@ class Inbound:
     text: str
     media: tuple[Media, ...] = ()
     user: UserView | None = None
+    # The shell found no state but the marker of an unfinished claim (its state expired
+    # after conversation_idle_seconds of silence): the reply says it was dropped (D106).
+    claim_dropped: bool = False
 
 
 @dataclass(frozen=True)
@@ -680,6 +683,11 @@ def _reconcile_phase(
     return state
 
 
+def claim_open(state: ConversationState | None) -> bool:
+    """Whether ``state`` holds an unfinished claim (the shell keeps a marker of it)."""
+    return state is not None and state.claim is not None
+
+
 def is_idle(state: ConversationState, now: datetime, config: ConversationConfig) -> bool:
     """Whether the conversation ended in silence (its state outlived it in Redis)."""
     idle = timedelta(seconds=config.conversation_idle_seconds)
@@ -700,6 +708,8 @@ def step(
     if state is not None and is_idle(state, now, config):
         dropped = state.phase in CLAIM_PHASES and state.claim is not None
         state = None  # a new conversation, as if the state had expired
+    elif state is None and inbound.claim_dropped and user is not None and user.verified:
+        dropped = True  # the state expired; its marker said a claim was in progress
     current = reconcile(state, user, config, inbound.message_sid)
     if submitted and not current.submitted and user is not None:
         current = replace(current, submitted=submitted)

@@ -277,9 +277,13 @@ def test_a_claim_left_24_hours_is_dropped_and_said_to_be(bot: Bot, outbox: Any) 
     bot.register()
     bot.say("CLAIM")
     bot.say("yesterday")
-    key = bot.webhook.module.deps().services.keys.conversation(PHONE)
-    assert 72 * 3600 - 60 < bot.services.redis.ttl(key) <= 72 * 3600  # outlives the claim
+    keys = bot.webhook.module.deps().services.keys
+    redis = bot.services.redis
+    assert 24 * 3600 - 60 < redis.ttl(keys.conversation(PHONE)) <= 24 * 3600  # the design's
+    assert 72 * 3600 - 60 < redis.ttl(keys.claim_marker(PHONE)) <= 72 * 3600
+    assert redis.get(keys.claim_marker(PHONE)) in ("1", b"1")  # no personal data
     bot.clock.advance(hours=25)
+    redis.delete(keys.conversation(PHONE))  # what the 24 h TTL does
     reply = bot.say("Leeds to York")
     assert "unfinished claim was dropped" in reply and "nothing was sent" in reply
     assert "Reply CLAIM to start again" in reply
@@ -292,9 +296,26 @@ def test_a_claim_left_24_hours_is_dropped_and_said_to_be(bot: Bot, outbox: Any) 
 def test_a_conversation_state_gone_from_redis_starts_afresh(bot: Bot) -> None:
     bot.register()
     bot.say("CLAIM")
-    key = bot.webhook.module.deps().services.keys.conversation(PHONE)
-    bot.services.redis.delete(key)  # what the TTL does after three days of silence
-    assert "Welcome back" in bot.say("hello")
+    keys = bot.webhook.module.deps().services.keys
+    bot.services.redis.delete(keys.conversation(PHONE), keys.claim_marker(PHONE))
+    assert "Welcome back" in bot.say("hello")  # the marker's TTL (3 days) has passed too
+
+
+def test_the_claim_marker_goes_when_the_claim_ends_or_the_user_is_erased(bot: Bot) -> None:
+    bot.register()
+    keys = bot.webhook.module.deps().services.keys
+    redis = bot.services.redis
+    assert not redis.exists(keys.claim_marker(PHONE))  # no claim: no marker
+    bot.say("CLAIM")
+    assert redis.exists(keys.claim_marker(PHONE))
+    bot.say("CANCEL")
+    assert not redis.exists(keys.claim_marker(PHONE))
+    bot.say("CLAIM")
+    bot.say("DELETE MY DATA")
+    assert redis.exists(keys.claim_marker(PHONE))  # an erasure asked mid-claim keeps it
+    assert "deleted" in bot.say("YES")
+    assert not redis.exists(keys.claim_marker(PHONE))
+    assert not redis.exists(keys.conversation(PHONE))
 
 
 def test_one_message_starts_a_claim_and_only_what_is_missing_is_asked(
