@@ -34,7 +34,7 @@ import msgspec
 from shared import claim as claims
 from shared.events import Media
 from shared.otp import OtpCheck, OtpResult, is_code_shaped
-from shared.replies import R, is_complete, say
+from shared.replies import R, is_complete, say, say_reason
 
 if TYPE_CHECKING:  # the station list loads on the first stations answer (D87)
     from shared import stations as gb
@@ -555,6 +555,10 @@ class Turn:
 
     def say(self, key: R, **values: object) -> str:
         return say(self.state.language, key, **values)
+
+    def reason(self, refused: claims.Rejected) -> str:
+        """A parser's refusal reason, from the catalogue where it has one."""
+        return say_reason(self.state.language, refused.reason)
 
     def prompt(self, state: ConversationState | None = None) -> str:
         return prompt(state or self.state, self.config, self.now)
@@ -1079,7 +1083,7 @@ def claim_from_text(turn: Turn) -> Decision | None:
     if draft.ticket:
         notes.append(turn.say(R.CLAIM_TICKET_ADDED))
     if isinstance(found.journey_date, claims.Rejected):
-        notes.append(found.journey_date.reason)
+        notes.append(turn.reason(found.journey_date))
     if found.stations is None:
         draft, claiming, said = _take_when(turn, draft, claiming, found)
         notes.extend(said)
@@ -1206,7 +1210,7 @@ def answer_date(turn: Turn) -> Decision:
         turn.inbound.text, now=turn.now, window_days=turn.config.claim_window_days
     )
     if isinstance(found, claims.Rejected):
-        return _ask_again(turn, found.reason)
+        return _ask_again(turn, turn.reason(found))
     draft = _draft(turn)
     draft = replace(
         draft, journey_date=found, departure=_moved_departure(draft.departure, found, turn.now)
@@ -1283,7 +1287,7 @@ def _take_stations(
             notes.append(turn.say(R.STATION_NOT_FOUND, typed=typed))
     if draft.origin_crs is not None and draft.origin_crs == draft.destination_crs:
         draft = _with_side(draft, sides[-1][0], None)
-        notes.append(turn.say(R.SAME_STATIONS))
+        notes.append(turn.say(R.REASON_SAME_STATIONS))
     choices.sort(key=lambda choice: choice.side != ORIGIN)
     state = replace(state, claim=draft, choices=tuple(choices))
     if draft.origin is not None and draft.destination is not None:
@@ -1323,7 +1327,7 @@ def _take_when(
             draft = replace(draft, departure=departure)
             notes.append(turn.say(R.GOT_TIME, time=claims.describe_time(departure)))
         else:
-            notes.append(departure.reason)
+            notes.append(turn.reason(departure))
     return draft, replace(state, claim=draft), notes
 
 
@@ -1350,7 +1354,7 @@ def answer_stations(turn: Turn) -> Decision:
     if side is not None and len(text) <= claims.MAX_STATION_CHARS:
         typed = " ".join(text.split())
         return _take_stations(turn, ((side, typed, gb.resolve(typed)),))
-    return _ask_again(turn, found.reason)
+    return _ask_again(turn, turn.reason(found))
 
 
 def _take_time(turn: Turn, draft: ClaimDraft, found: time) -> Decision:
@@ -1358,7 +1362,7 @@ def _take_time(turn: Turn, draft: ClaimDraft, found: time) -> Decision:
         return _advance(turn, draft, "")
     departure = claims.departure_at(draft.journey_date, found, now=turn.now)
     if isinstance(departure, claims.Rejected):
-        return _ask_again(turn, departure.reason)
+        return _ask_again(turn, turn.reason(departure))
     said = turn.say(R.GOT_TIME, time=claims.describe_time(departure))
     cleared = replace(turn.state, pending_hour=None)
     return _advance(turn, replace(draft, departure=departure), said, base=cleared)
@@ -1375,7 +1379,7 @@ def answer_time(turn: Turn) -> Decision:
         asking = replace(turn.state, pending_hour=(found.hour, found.minute))
         return turn.move(asking, turn.prompt(asking))
     if isinstance(found, claims.Rejected):
-        return _ask_again(turn, found.reason)
+        return _ask_again(turn, turn.reason(found))
     return _take_time(turn, draft, found)
 
 
@@ -1424,7 +1428,7 @@ def answer_confirmation(turn: Turn) -> Decision:
         if given_time is not None and draft.journey_date is not None:
             departure = claims.departure_at(draft.journey_date, given_time, now=turn.now)
             if isinstance(departure, claims.Rejected):
-                return turn.stay(f"{departure.reason} {turn.say(R.WHAT_TO_CHANGE)}")
+                return turn.stay(f"{turn.reason(departure)} {turn.say(R.WHAT_TO_CHANGE)}")
             value = claims.describe_time(departure)
             return _propose(turn, replace(draft, departure=departure), R.PROPOSE_TIME, value)
         given_date = claims.parse_journey_date(

@@ -10,7 +10,7 @@ import pytest
 
 from shared import conversation as c
 from shared.claim import UK
-from tests.conversation.test_conversation import DRAFT, DRAFTS, kinds, state, step
+from tests.conversation.test_conversation import DRAFT, DRAFTS, VERIFIED, kinds, state, step
 
 STATIONS = state(c.Phase.CLAIM_STATIONS)
 REVIEWED = replace(DRAFT, reviewed=True)
@@ -228,3 +228,41 @@ def test_what_one_message_left_out_is_asked_and_nothing_else() -> None:
     for text in ("hello there", "Leeds to Qxzzqv yesterday", "what is this"):  # no journey
         not_one = step(MENU, text)
         assert phase_of(not_one) is c.Phase.MENU and "didn't follow" in not_one.reply
+
+
+# --- the parsers' refusal reasons come from the catalogue ---------------------------------
+
+
+def test_every_fixed_refusal_reason_of_the_parsers_has_a_catalogue_entry() -> None:
+    import ast
+    import inspect
+
+    from shared import claim, replies
+
+    fixed = {
+        node.args[0].value
+        for node in ast.walk(ast.parse(inspect.getsource(claim)))
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "id", None) == "Rejected"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+    }
+    assert len(fixed) >= 10
+    missing = {text for text in fixed if replies.reason_key(text) is None}
+    assert missing == set()
+
+
+def test_a_refusal_reason_is_said_in_the_passengers_language(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shared import replies
+    from shared.replies import R
+
+    welsh = {R.REASON_TIME_UNREAD: "Doeddwn i ddim yn gallu darllen yr amser yna."}
+    monkeypatch.setitem(replies.CATALOGUES, "cy", welsh)
+    asked = step(
+        state(c.Phase.CLAIM_TIME, language="cy-GB"), "blah", replace(VERIFIED, language="cy-GB")
+    )
+    assert asked.reply.startswith(welsh[R.REASON_TIME_UNREAD])
+    english = step(state(c.Phase.CLAIM_TIME), "blah")
+    assert english.reply.startswith("I couldn't read that time.")
