@@ -305,12 +305,12 @@ class MessageLedger:
         conversation_key: str,
         conversation: str | None,
         ttl: int,
-        marker: tuple[str, int | None] | None = None,
+        marker: tuple[str, int | None],
     ) -> None:
         """Mark handled and save the conversation's JSON at ``conversation_key`` (None
         deletes it), with ``ttl``; ``marker``: the claim marker's key and TTL (None
         deletes it)."""
-        marker_key, marker_ttl = marker if marker is not None else (conversation_key, None)
+        marker_key, marker_ttl = marker
         self._save_and_complete(
             keys=[conversation_key, self._keys.message_sid(message_sid), marker_key],
             args=[conversation or "", ttl, "" if marker_ttl is None else marker_ttl],
@@ -672,7 +672,12 @@ def _decide_and_commit(
         else:
             stored = store.load(message.phone_number).state
         # No state: one more read, for the marker of a claim whose state expired (D106).
-        dropped = stored is None and user is not None and store.claim_was_open(message.phone_number)
+        dropped = (
+            stored is None
+            and user is not None
+            and user.verified
+            and store.claim_was_open(message.phone_number)
+        )
         inbound = Inbound(
             message_sid=message.message_sid,
             text=message.text,
