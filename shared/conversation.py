@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID, uuid5
 
 import msgspec
@@ -34,7 +34,10 @@ import msgspec
 from shared import claim as claims
 from shared.events import Media
 from shared.otp import OtpCheck, OtpResult, is_code_shaped
-from shared.replies import R, is_complete, say
+from shared.replies import R, is_complete, say, say_reason
+
+if TYPE_CHECKING:  # the station list loads on the first stations answer (D87)
+    from shared import stations as gb
 
 STATE_VERSION = 1
 MAX_TICKET_FILES = 10
@@ -176,8 +179,26 @@ class ClaimDraft:
     destination: str | None = None
     departure: datetime | None = None  # aware, Europe/London
     ticket: tuple[Media, ...] = ()
+    # The station list's CRS code and name for each side (issue 20); None in a state
+    # saved before them, or for a side typed but not (yet) resolved.
+    origin_crs: str | None = None
+    origin_name: str | None = None
+    destination_crs: str | None = None
+    destination_name: str | None = None
     reviewed: bool = False  # the summary was shown: a changed answer returns to it
     duplicate_warned: bool = False  # told it repeats a journey sent before: YES sends it
+
+
+ORIGIN, DESTINATION = "origin", "destination"
+
+
+@dataclass(frozen=True)
+class StationChoice:
+    """A typed name that fits several stations, offered as a numbered choice."""
+
+    side: str  # ORIGIN or DESTINATION
+    typed: str
+    candidates: tuple[tuple[str, str], ...]  # (CRS, name), best first
 
 
 @dataclass(frozen=True)
@@ -199,6 +220,10 @@ class ConversationState:
     # Journeys sent in this conversation's life (fingerprint, when), for the warning
     # before the same journey is sent twice; kept across a dropped claim.
     submitted: tuple[tuple[str, datetime], ...] = ()
+    # At CLAIM_STATIONS: names that fit several stations, the first one asked now.
+    choices: tuple[StationChoice, ...] = ()
+    # At CLAIM_TIME: (hour 1-12, minute) of a time given without am or pm.
+    pending_hour: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -219,6 +244,9 @@ class Inbound:
     text: str
     media: tuple[Media, ...] = ()
     user: UserView | None = None
+    # The shell found no state but the marker of an unfinished claim (its state expired
+    # after conversation_idle_seconds of silence): the reply says it was dropped (D106).
+    claim_dropped: bool = False
 
 
 @dataclass(frozen=True)
@@ -301,6 +329,11 @@ class SubmitJourney:
     destination: str
     departure: datetime
     ticket: tuple[Media, ...]
+    # The resolved stations (all four, or none for a draft saved before them).
+    origin_crs: str | None = None
+    destination_crs: str | None = None
+    origin_name: str | None = None
+    destination_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -378,11 +411,42 @@ def _summary(draft: ClaimDraft, language: str) -> str:
         language,
         R.SUMMARY,
         date=claims.describe_date(draft.journey_date) if draft.journey_date else "?",
-        origin=draft.origin or "?",
-        destination=draft.destination or "?",
+        origin=_station_name(draft, ORIGIN) or "?",
+        destination=_station_name(draft, DESTINATION) or "?",
         time=claims.describe_time(draft.departure) if draft.departure else "?",
         ticket=ticket,
     )
+
+
+def _station_name(draft: ClaimDraft, side: str) -> str | None:
+    """The station list's name for a side, else the name as typed."""
+    if side == ORIGIN:
+        return draft.origin_name or draft.origin
+    return draft.destination_name or draft.destination
+
+
+def _choice_text(choice: StationChoice, language: str) -> str:
+    options = "\n".join(
+        say(language, R.STATION_OPTION, number=number, name=name)
+        for number, (_, name) in enumerate(choice.candidates, start=1)
+    )
+    return say(language, R.STATION_CHOICE, typed=choice.typed, options=options)
+
+
+def _stations_prompt(state: ConversationState) -> str:
+    language, draft = state.language, state.claim
+    if state.choices:
+        return _choice_text(state.choices[0], language)
+    if draft is not None and draft.origin is not None and draft.destination is None:
+        return say(language, R.PROMPT_DESTINATION, origin=_station_name(draft, ORIGIN))
+    if draft is not None and draft.destination is not None and draft.origin is None:
+        return say(language, R.PROMPT_ORIGIN, destination=_station_name(draft, DESTINATION))
+    return say(language, R.PROMPT_STATIONS)
+
+
+def _am_or_pm(hour: int, minute: int, language: str) -> str:
+    shown = f"{hour}" if minute == 0 else f"{hour}:{minute:02d}"
+    return say(language, R.AM_OR_PM, time=shown)
 
 
 def _resend_refused(state: ConversationState, now: datetime | None) -> bool:
@@ -413,8 +477,10 @@ def prompt(
     if phase is Phase.CLAIM_DATE:
         return say(language, R.PROMPT_DATE)
     if phase is Phase.CLAIM_STATIONS:
-        return say(language, R.PROMPT_STATIONS)
+        return _stations_prompt(state)
     if phase is Phase.CLAIM_TIME:
+        if state.pending_hour is not None:
+            return _am_or_pm(*state.pending_hour, language)
         return say(language, R.PROMPT_TIME)
     draft = state.claim or ClaimDraft(journey_id=state.conversation_id)
     if phase is Phase.CLAIM_TICKET:
@@ -489,6 +555,10 @@ class Turn:
 
     def say(self, key: R, **values: object) -> str:
         return say(self.state.language, key, **values)
+
+    def reason(self, refused: claims.Rejected) -> str:
+        """A parser's refusal reason, from the catalogue where it has one."""
+        return say_reason(self.state.language, refused.reason)
 
     def prompt(self, state: ConversationState | None = None) -> str:
         return prompt(state or self.state, self.config, self.now)
@@ -580,6 +650,10 @@ def reconcile(
         agreed = replace(agreed, language=user.language)
     if agreed.proposal is not None and agreed.phase is not Phase.CLAIM_CONFIRM:
         agreed = replace(agreed, proposal=None)
+    if agreed.choices and agreed.phase is not Phase.CLAIM_STATIONS:
+        agreed = replace(agreed, choices=())
+    if agreed.pending_hour is not None and agreed.phase is not Phase.CLAIM_TIME:
+        agreed = replace(agreed, pending_hour=None)
     return agreed
 
 
@@ -613,6 +687,11 @@ def _reconcile_phase(
     return state
 
 
+def claim_open(state: ConversationState | None) -> bool:
+    """Whether ``state`` holds an unfinished claim (the shell keeps a marker of it)."""
+    return state is not None and state.claim is not None
+
+
 def is_idle(state: ConversationState, now: datetime, config: ConversationConfig) -> bool:
     """Whether the conversation ended in silence (its state outlived it in Redis)."""
     idle = timedelta(seconds=config.conversation_idle_seconds)
@@ -633,6 +712,8 @@ def step(
     if state is not None and is_idle(state, now, config):
         dropped = state.phase in CLAIM_PHASES and state.claim is not None
         state = None  # a new conversation, as if the state had expired
+    elif state is None and inbound.claim_dropped and user is not None and user.verified:
+        dropped = True  # the state expired; its marker said a claim was in progress
     current = reconcile(state, user, config, inbound.message_sid)
     if submitted and not current.submitted and user is not None:
         current = replace(current, submitted=submitted)
@@ -922,6 +1003,9 @@ def request_status(turn: Turn) -> Decision:
 
 
 def menu_answer(turn: Turn) -> Decision:
+    started = claim_from_text(turn)
+    if started is not None:
+        return started
     opener = R.WELCOME_BACK if turn.returning else R.NOT_UNDERSTOOD
     return turn.stay(turn.say(opener) + "\n" + _menu_text(turn.language))
 
@@ -976,6 +1060,48 @@ def start_claim(turn: Turn) -> Decision:
     return turn.move(claiming, f"{turn.say(R.CLAIM_STARTED)}{kept} {turn.prompt(claiming)}")
 
 
+# Words that make a message with only a date a claim ("my train yesterday was late").
+_CLAIM_WORDS = frozenset({"claim", "delay", "delayed", "late", "cancelled", "canceled"})
+
+
+def claim_from_text(turn: Turn) -> Decision | None:
+    """A claim started by one free-text message ("my train from kings cross to leeds
+    yesterday was 40 mins late"): take what it gives, ask only for what is missing. None
+    when it names no journey (both stations resolved, or a date and a word of delay)."""
+    user, text = turn.user, turn.inbound.text
+    if user is None or not user.verified or len(text) > 4 * claims.MAX_ANSWER_CHARS:
+        return None
+    found = claims.extract_journey(text, now=turn.now, window_days=turn.config.claim_window_days)
+    dated = isinstance(found.journey_date, date)
+    if found.stations is None and not (
+        dated and set(_WORD.findall(normalise_text(text))) & _CLAIM_WORDS
+    ):
+        return None
+    draft = ClaimDraft(journey_id=turn.derived_id("journey"), ticket=turn.state.recent_ticket)
+    claiming = replace(turn.state, phase=Phase.CLAIM_DATE, claim=draft, recent_ticket=())
+    notes = [turn.say(R.CLAIM_STARTED)]
+    if draft.ticket:
+        notes.append(turn.say(R.CLAIM_TICKET_ADDED))
+    if isinstance(found.journey_date, claims.Rejected):
+        notes.append(turn.reason(found.journey_date))
+    if found.stations is None:
+        draft, claiming, said = _take_when(turn, draft, claiming, found)
+        notes.extend(said)
+        return _advance(replace(turn, state=claiming), draft, " ".join(notes), base=claiming)
+    # The date first; the time once the stations are read back.
+    draft, claiming, said = _take_when(turn, draft, claiming, replace(found, departure=None))
+    notes.extend(said)
+    started = replace(turn, state=claiming)
+    answer = found.stations
+    sides = (
+        (ORIGIN, answer.origin, answer.origin_match),
+        (DESTINATION, answer.destination, answer.destination_match),
+    )
+    later = replace(found, journey_date=None, stations=None)
+    decision = _take_stations(started, sides, later, base=claiming)
+    return decision._replace(reply=f"{' '.join(notes)} {decision.reply}")
+
+
 def already_claiming(turn: Turn) -> Decision:
     return turn.stay(f"{turn.say(R.ALREADY_CLAIMING)} {turn.prompt()}")
 
@@ -990,8 +1116,11 @@ def _draft(turn: Turn) -> ClaimDraft:
     return turn.state.claim
 
 
-def _advance(turn: Turn, draft: ClaimDraft, said: str) -> Decision:
-    """Store the answer and ask the next missing thing (the summary once it was shown)."""
+def _advance(
+    turn: Turn, draft: ClaimDraft, said: str, base: ConversationState | None = None
+) -> Decision:
+    """Store the answer and ask the next missing thing (the summary once it was shown);
+    ``base``: the state to move from, when the answer changed more than the draft."""
     if draft.journey_date is None:
         phase = Phase.CLAIM_DATE
     elif draft.origin is None or draft.destination is None:
@@ -1003,7 +1132,11 @@ def _advance(turn: Turn, draft: ClaimDraft, said: str) -> Decision:
     else:
         phase, draft = Phase.CLAIM_CONFIRM, replace(draft, reviewed=True)
     draft = replace(draft, duplicate_warned=False)
-    moved = replace(turn.state, phase=phase, claim=draft, proposal=None)
+    moved = replace(base or turn.state, phase=phase, claim=draft, proposal=None)
+    if phase is not Phase.CLAIM_STATIONS:
+        moved = replace(moved, choices=())
+    if phase is not Phase.CLAIM_TIME:
+        moved = replace(moved, pending_hour=None)
     return turn.move(moved, f"{said} {turn.prompt(moved)}".strip())
 
 
@@ -1016,7 +1149,7 @@ def _current_value(draft: ClaimDraft, phase: Phase) -> str | None:
     if phase is Phase.CLAIM_DATE and draft.journey_date is not None:
         return claims.describe_date(draft.journey_date)
     if phase is Phase.CLAIM_STATIONS and draft.origin and draft.destination:
-        return f"{draft.origin} to {draft.destination}"
+        return f"{_station_name(draft, ORIGIN)} to {_station_name(draft, DESTINATION)}"
     if phase is Phase.CLAIM_TIME and draft.departure is not None:
         return claims.describe_time(draft.departure)
     return None
@@ -1077,7 +1210,7 @@ def answer_date(turn: Turn) -> Decision:
         turn.inbound.text, now=turn.now, window_days=turn.config.claim_window_days
     )
     if isinstance(found, claims.Rejected):
-        return _ask_again(turn, found.reason)
+        return _ask_again(turn, turn.reason(found))
     draft = _draft(turn)
     draft = replace(
         draft, journey_date=found, departure=_moved_departure(draft.departure, found, turn.now)
@@ -1085,27 +1218,169 @@ def answer_date(turn: Turn) -> Decision:
     return _advance(turn, draft, turn.say(R.GOT_DATE, date=claims.describe_date(found)))
 
 
+# --- stations, resolved against the GB list (issue 20) ----------------------------------
+
+
+def _with_side(
+    draft: ClaimDraft, side: str, typed: str | None, station: gb.Station | None = None
+) -> ClaimDraft:
+    """``draft`` with one side set (resolved when ``station`` is given) or cleared."""
+    crs = station.crs if station is not None else None
+    name = station.name if station is not None else None
+    if side == ORIGIN:
+        return replace(draft, origin=typed, origin_crs=crs, origin_name=name)
+    return replace(draft, destination=typed, destination_crs=crs, destination_name=name)
+
+
+def _awaited_side(state: ConversationState) -> str | None:
+    """The side a lone station name answers: the one offered as a choice, else the one
+    still missing while the other is kept."""
+    if state.choices:
+        return state.choices[0].side
+    draft = state.claim
+    if draft is None:
+        return None
+    if draft.origin is not None and draft.destination is None:
+        return DESTINATION
+    if draft.destination is not None and draft.origin is None:
+        return ORIGIN
+    return None
+
+
+def _picked(choice: StationChoice, text: str) -> gb.Resolution | None:
+    """The candidate a number picks ("2"), as a match."""
+    from shared import stations as gb
+
+    words = normalise_text(text)
+    if words.isdigit() and 1 <= int(words) <= len(choice.candidates):
+        station = gb.by_crs(choice.candidates[int(words) - 1][0])
+        if station is not None:
+            return gb.Match(station, choice.typed)
+    return None
+
+
+def _take_stations(
+    turn: Turn,
+    sides: tuple[tuple[str, str, gb.Resolution], ...],
+    answer: claims.StationAnswer | claims.JourneyDraft | None = None,
+    base: ConversationState | None = None,
+) -> Decision:
+    """Store what each typed name resolved to: a match is kept and read back, several
+    candidates are offered as a numbered choice, none is said and asked again; the other
+    side is kept. A date or time in the same answer answers those questions."""
+    from shared import stations as gb
+
+    state = base or turn.state
+    draft = state.claim or _draft(turn)
+    answered = {side for side, _, _ in sides}
+    choices = [choice for choice in state.choices if choice.side not in answered]
+    notes: list[str] = []
+    for side, typed, found in sides:
+        if isinstance(found, gb.Match):
+            draft = _with_side(draft, side, typed, found.station)
+        elif isinstance(found, gb.Choice):
+            draft = _with_side(draft, side, None)
+            candidates = tuple((station.crs, station.name) for station in found.candidates)
+            choices.append(StationChoice(side, typed, candidates))
+        else:
+            draft = _with_side(draft, side, None)
+            notes.append(turn.say(R.STATION_NOT_FOUND, typed=typed))
+    if draft.origin_crs is not None and draft.origin_crs == draft.destination_crs:
+        draft = _with_side(draft, sides[-1][0], None)
+        notes.append(turn.say(R.REASON_SAME_STATIONS))
+    choices.sort(key=lambda choice: choice.side != ORIGIN)
+    state = replace(state, claim=draft, choices=tuple(choices))
+    if draft.origin is not None and draft.destination is not None:
+        notes.append(
+            turn.say(
+                R.GOT_STATIONS,
+                origin=_station_name(draft, ORIGIN),
+                destination=_station_name(draft, DESTINATION),
+            )
+        )
+        draft, state, more = _take_when(turn, draft, state, answer)
+        notes.extend(more)
+    return _advance(turn, draft, " ".join(notes), base=state)
+
+
+def _take_when(
+    turn: Turn,
+    draft: ClaimDraft,
+    state: ConversationState,
+    answer: claims.StationAnswer | claims.JourneyDraft | None,
+) -> tuple[ClaimDraft, ConversationState, list[str]]:
+    """A date or time given with another answer, taken as the answer to its question."""
+    notes: list[str] = []
+    if answer is None:
+        return draft, state, notes
+    if isinstance(answer.journey_date, date):
+        moved = _moved_departure(draft.departure, answer.journey_date, turn.now)
+        draft = replace(draft, journey_date=answer.journey_date, departure=moved)
+        notes.append(turn.say(R.GOT_DATE, date=claims.describe_date(answer.journey_date)))
+    given = answer.departure
+    if isinstance(given, claims.AmbiguousHour):
+        state = replace(state, pending_hour=(given.hour, given.minute))
+        draft = replace(draft, departure=None)
+    elif isinstance(given, time) and draft.journey_date is not None:
+        departure = claims.departure_at(draft.journey_date, given, now=turn.now)
+        if isinstance(departure, datetime):
+            draft = replace(draft, departure=departure)
+            notes.append(turn.say(R.GOT_TIME, time=claims.describe_time(departure)))
+        else:
+            notes.append(turn.reason(departure))
+    return draft, replace(state, claim=draft), notes
+
+
 def answer_stations(turn: Turn) -> Decision:
-    found = claims.parse_stations(turn.inbound.text)
-    if isinstance(found, claims.Rejected):
-        return _ask_again(turn, found.reason)
-    draft = replace(_draft(turn), origin=found.origin, destination=found.destination)
-    said = turn.say(R.GOT_STATIONS, origin=found.origin, destination=found.destination)
-    return _advance(turn, draft, said)
+    from shared import stations as gb
+
+    text, state = turn.inbound.text, turn.state
+    side = _awaited_side(state)
+    if side is not None and len(text) <= claims.MAX_STATION_CHARS:
+        single = _picked(state.choices[0], text) if state.choices else None
+        if single is None:
+            single = gb.resolve(text, fuzzy=False)
+        if not isinstance(single, gb.NoMatch):
+            return _take_stations(turn, ((side, " ".join(text.split()), single),))
+    found = claims.parse_station_answer(
+        text, now=turn.now, window_days=turn.config.claim_window_days
+    )
+    if isinstance(found, claims.StationAnswer):
+        sides = (
+            (ORIGIN, found.origin, found.origin_match),
+            (DESTINATION, found.destination, found.destination_match),
+        )
+        return _take_stations(turn, sides, found, base=replace(state, choices=()))
+    if side is not None and len(text) <= claims.MAX_STATION_CHARS:
+        typed = " ".join(text.split())
+        return _take_stations(turn, ((side, typed, gb.resolve(typed)),))
+    return _ask_again(turn, turn.reason(found))
 
 
-def answer_time(turn: Turn) -> Decision:
-    draft = _draft(turn)
-    found = claims.parse_departure_time(turn.inbound.text)
-    if isinstance(found, claims.Rejected):
-        return _ask_again(turn, found.reason)
+def _take_time(turn: Turn, draft: ClaimDraft, found: time) -> Decision:
     if draft.journey_date is None:  # pragma: no cover - the phases ask for the date first
         return _advance(turn, draft, "")
     departure = claims.departure_at(draft.journey_date, found, now=turn.now)
     if isinstance(departure, claims.Rejected):
-        return _ask_again(turn, departure.reason)
+        return _ask_again(turn, turn.reason(departure))
     said = turn.say(R.GOT_TIME, time=claims.describe_time(departure))
-    return _advance(turn, replace(draft, departure=departure), said)
+    cleared = replace(turn.state, pending_hour=None)
+    return _advance(turn, replace(draft, departure=departure), said, base=cleared)
+
+
+def answer_time(turn: Turn) -> Decision:
+    draft, pending = _draft(turn), turn.state.pending_hour
+    if pending is not None:
+        settled = claims.resolve_half_day(pending[0], turn.inbound.text, minute=pending[1])
+        if settled is not None:
+            return _take_time(turn, draft, settled)
+    found = claims.parse_departure_time(turn.inbound.text)
+    if isinstance(found, claims.AmbiguousHour):
+        asking = replace(turn.state, pending_hour=(found.hour, found.minute))
+        return turn.move(asking, turn.prompt(asking))
+    if isinstance(found, claims.Rejected):
+        return _ask_again(turn, turn.reason(found))
+    return _take_time(turn, draft, found)
 
 
 def answer_ticket(turn: Turn) -> Decision:
@@ -1153,7 +1428,7 @@ def answer_confirmation(turn: Turn) -> Decision:
         if given_time is not None and draft.journey_date is not None:
             departure = claims.departure_at(draft.journey_date, given_time, now=turn.now)
             if isinstance(departure, claims.Rejected):
-                return turn.stay(f"{departure.reason} {turn.say(R.WHAT_TO_CHANGE)}")
+                return turn.stay(f"{turn.reason(departure)} {turn.say(R.WHAT_TO_CHANGE)}")
             value = claims.describe_time(departure)
             return _propose(turn, replace(draft, departure=departure), R.PROPOSE_TIME, value)
         given_date = claims.parse_journey_date(
@@ -1169,14 +1444,37 @@ def answer_confirmation(turn: Turn) -> Decision:
             return _propose(turn, changed, R.PROPOSE_DATE, value)
         if wanted is not None:
             return go_to_field(turn, wanted)
-        stations = claims.parse_stations(text)
-        if isinstance(stations, claims.Stations):
-            changed = replace(draft, origin=stations.origin, destination=stations.destination)
-            value = f"{stations.origin} to {stations.destination}"
-            return _propose(turn, changed, R.PROPOSE_STATIONS, value)
         if set(_WORD.findall(normalise_text(text))) & _CHANGE_WORDS:
             return offer_changes(turn)
+        stations = claims.parse_station_answer(
+            text, now=turn.now, window_days=turn.config.claim_window_days
+        )
+        if isinstance(stations, claims.StationAnswer) and _one_matched(stations):
+            return _correct_stations(turn, stations)
     return turn.stay(f"{turn.say(R.NOT_UNDERSTOOD)} {turn.prompt()}")
+
+
+def _one_matched(found: claims.StationAnswer) -> bool:
+    """At the summary, a pair counts only when one name is plainly a station."""
+    from shared import stations as gb
+
+    return isinstance(found.origin_match, gb.Match) or isinstance(found.destination_match, gb.Match)
+
+
+def _correct_stations(turn: Turn, found: claims.StationAnswer) -> Decision:
+    """A station pair typed at the summary: offered as a correction when both names
+    resolve; otherwise asked at the stations question (its answer returns here)."""
+    from shared import stations as gb
+
+    origin, destination = found.origin_match, found.destination_match
+    if isinstance(origin, gb.Match) and isinstance(destination, gb.Match):
+        changed = _with_side(_draft(turn), ORIGIN, found.origin, origin.station)
+        changed = _with_side(changed, DESTINATION, found.destination, destination.station)
+        value = f"{origin.station.name} to {destination.station.name}"
+        return _propose(turn, changed, R.PROPOSE_STATIONS, value)
+    asking = replace(turn.state, phase=Phase.CLAIM_STATIONS, proposal=None, choices=())
+    sides = ((ORIGIN, found.origin, origin), (DESTINATION, found.destination, destination))
+    return _take_stations(replace(turn, state=asking), sides, base=asking)
 
 
 def accept_proposal(turn: Turn) -> Decision:
@@ -1198,6 +1496,19 @@ def journey_fingerprint(
     return "|".join((journey_date.isoformat(), *names, claims.describe_time(departure)))
 
 
+def _resolved_fields(draft: ClaimDraft) -> dict[str, str]:
+    """The four resolved-station fields of journey.submitted 1.1, or none (D90)."""
+    fields = {
+        "origin_crs": draft.origin_crs,
+        "destination_crs": draft.destination_crs,
+        "origin_name": draft.origin_name,
+        "destination_name": draft.destination_name,
+    }
+    if any(value is None for value in fields.values()):
+        return {}
+    return {key: value for key, value in fields.items() if value is not None}
+
+
 def _day_of(moment: datetime) -> str:
     return claims.describe_date(moment.astimezone(claims.UK).date())
 
@@ -1212,7 +1523,10 @@ def submit_claim(turn: Turn) -> Decision:
     ):
         return _advance(turn, draft, turn.say(R.SOMETHING_MISSING))
     fingerprint = journey_fingerprint(
-        draft.journey_date, draft.origin, draft.destination, draft.departure
+        draft.journey_date,
+        draft.origin_crs or draft.origin,
+        draft.destination_crs or draft.destination,
+        draft.departure,
     )
     window = timedelta(days=turn.config.claim_window_days)
     recent = tuple((seen, when) for seen, when in turn.state.submitted if turn.now - when <= window)
@@ -1234,14 +1548,15 @@ def submit_claim(turn: Turn) -> Decision:
         destination=draft.destination,
         departure=draft.departure,
         ticket=draft.ticket,
+        **_resolved_fields(draft),
     )
     return turn.move(
         home,
         turn.say(
             R.SUBMITTED,
             time=claims.describe_time(draft.departure),
-            origin=draft.origin,
-            destination=draft.destination,
+            origin=_station_name(draft, ORIGIN),
+            destination=_station_name(draft, DESTINATION),
             date=claims.describe_date(draft.journey_date),
         ),
         submitted,
@@ -1410,6 +1725,10 @@ def _draft_json(draft: ClaimDraft | None) -> dict[str, Any] | None:
         "ticket": _media_json(draft.ticket),
         "reviewed": draft.reviewed,
         "duplicate_warned": draft.duplicate_warned,
+        "origin_crs": draft.origin_crs,
+        "origin_name": draft.origin_name,
+        "destination_crs": draft.destination_crs,
+        "destination_name": draft.destination_name,
     }
 
 
@@ -1430,6 +1749,11 @@ def state_to_json(state: ConversationState, saved_at: datetime | None = None) ->
         "resend_after": state.resend_after.isoformat() if state.resend_after else None,
         "replaced_codes": list(state.replaced_codes),
         "submitted": [[seen, when.isoformat()] for seen, when in state.submitted],
+        "choices": [
+            {"side": choice.side, "typed": choice.typed, "candidates": choice.candidates}
+            for choice in state.choices
+        ],
+        "pending_hour": list(state.pending_hour) if state.pending_hour else None,
     }
     saved = saved_at or state.saved_at
     if saved is not None:
@@ -1489,7 +1813,33 @@ def _draft_from(raw_claim: Any) -> ClaimDraft | None:
         ticket=_media_from(raw_claim.get("ticket") or []),
         reviewed=bool(raw_claim.get("reviewed", False)),
         duplicate_warned=bool(raw_claim.get("duplicate_warned", False)),
+        origin_crs=_text_or_none(raw_claim.get("origin_crs")),
+        origin_name=_text_or_none(raw_claim.get("origin_name")),
+        destination_crs=_text_or_none(raw_claim.get("destination_crs")),
+        destination_name=_text_or_none(raw_claim.get("destination_name")),
     )
+
+
+def _text_or_none(raw: Any) -> str | None:
+    return None if raw is None else str(raw)
+
+
+def _choices_from(raw: Any) -> tuple[StationChoice, ...]:
+    return tuple(
+        StationChoice(
+            side=ORIGIN if item["side"] == ORIGIN else DESTINATION,
+            typed=str(item["typed"]),
+            candidates=tuple((str(crs), str(name)) for crs, name in item["candidates"]),
+        )
+        for item in raw or ()
+    )
+
+
+def _hour_from(raw: Any) -> tuple[int, int] | None:
+    if not raw:
+        return None
+    hour, minute = (int(part) for part in raw)
+    return hour, minute
 
 
 def _state_from_body(body: Any, saved_at: datetime | None = None) -> ConversationState | None:
@@ -1512,6 +1862,8 @@ def _state_from_body(body: Any, saved_at: datetime | None = None) -> Conversatio
                 (str(seen), _required_aware(when)) for seen, when in body.get("submitted") or ()
             ),
             saved_at=saved_at,
+            choices=_choices_from(body.get("choices")),
+            pending_hour=_hour_from(body.get("pending_hour")),
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None

@@ -27,6 +27,10 @@ class RedisKeys:
     def conversation(self, phone_number: str) -> str:
         return f"{self._prefix}conv:{self.phone_tag(phone_number)}"
 
+    def claim_marker(self, phone_number: str) -> str:
+        """ "A claim was in progress": the value is "1", nothing else (D106)."""
+        return f"{self._prefix}claim:{self.phone_tag(phone_number)}"
+
     def inbound_rate(self, phone_number: str, window: int) -> str:
         return f"{self._prefix}rl:in:{self.phone_tag(phone_number)}:{window}"
 
@@ -46,7 +50,7 @@ class RedisKeys:
     def state_keys(self, phone_number: str) -> list[str]:
         """The keys erasure deletes: everything kept about this person except the rate-limit
         counters, which must outlive an erasure (they expire with their window)."""
-        return [self.conversation(phone_number)]
+        return [self.conversation(phone_number), self.claim_marker(phone_number)]
 
 
 def keys_for_settings(prefix: str, pepper: bytes) -> RedisKeys:

@@ -69,9 +69,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # --- redis ------------------------------------------------------------------
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_key_prefix: str = "wh:"
-    # How long Redis keeps a conversation state after its last message: longer than
-    # conversation_idle_seconds, so a claim dropped for silence is said to be (D93).
-    conversation_ttl_seconds: PositiveInt = 72 * 3600
+    # How long Redis keeps a conversation state after its last message (the design's 24 h).
+    conversation_ttl_seconds: PositiveInt = 24 * 3600
+    # How long the marker "a claim was in progress" (no personal data) outlives the last
+    # message of an unfinished claim, so the next message can say it was dropped (D106).
+    claim_marker_ttl_seconds: PositiveInt = 72 * 3600
 
     # --- twilio -----------------------------------------------------------------
     twilio_account_sid: str | None = None

@@ -14,7 +14,12 @@ from typing import cast
 
 import redis
 
-from shared.conversation import ConversationState, state_to_json, stored_state_from_json
+from shared.conversation import (
+    ConversationState,
+    claim_open,
+    state_to_json,
+    stored_state_from_json,
+)
 from shared.redis_keys import RedisKeys
 
 
@@ -38,20 +43,40 @@ def decode(raw: str | bytes | None) -> StoredConversation:
 
 
 class ConversationStore:
-    def __init__(self, client: redis.Redis, keys: RedisKeys, ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: RedisKeys,
+        ttl_seconds: int,
+        marker_ttl_seconds: int = 72 * 3600,
+    ) -> None:
         self._client = client
         self._keys = keys
         self.ttl_seconds = ttl_seconds
+        self.marker_ttl_seconds = marker_ttl_seconds
 
     def key(self, phone_number: str) -> str:
         return self._keys.conversation(phone_number)
+
+    def marker_key(self, phone_number: str) -> str:
+        return self._keys.claim_marker(phone_number)
+
+    def claim_was_open(self, phone_number: str) -> bool:
+        """Whether an unfinished claim's state expired here (its marker outlives it, D106)."""
+        return bool(self._client.exists(self.marker_key(phone_number)))
+
+    @staticmethod
+    def marks_a_claim(state: ConversationState | None) -> bool:
+        """Whether saving ``state`` keeps the marker (a claim in progress) or deletes it."""
+        return claim_open(state)
 
     def load(self, phone_number: str) -> StoredConversation:
         return decode(cast(str | None, self._client.get(self.key(phone_number))))
 
     def encode(self, state: ConversationState, *, saved_at: datetime) -> str:
         """The value to store at ``key()`` with a TTL of ``ttl_seconds`` (every save
-        restarts it; the core drops an unfinished claim after conversation_idle_seconds of
-        silence and says so, which needs the state to outlive it). The webhook saves it together
-        with its MessageSid's "done" mark (shared/services/inbound.py)."""
+        restarts it). An unfinished claim also keeps a marker at ``marker_key()`` (the value
+        "1", ``marker_ttl_seconds``), so after the state expires the next message can say
+        the claim was dropped (D106). The webhook saves both with its MessageSid's "done"
+        mark, in one round trip (shared/services/inbound.py)."""
         return state_to_json(state, saved_at)

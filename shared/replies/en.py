@@ -192,6 +192,28 @@ TEXTS: Mapping[R, str] = {
         "You already sent a claim for this journey on {when}. Reply YES to send it again "
         "anyway, NO to change it, or CANCEL."
     ),
+    R.PROMPT_ORIGIN: "Which station did you start from? (To: {destination}.)",
+    R.PROMPT_DESTINATION: "Which station did you travel to? (From: {origin}.)",
+    R.STATION_NOT_FOUND: 'I couldn\'t find a station called "{typed}".',
+    R.STATION_CHOICE: (
+        'Which "{typed}" did you mean?\n{options}\nReply with a number, or type the name again.'
+    ),
+    R.STATION_OPTION: "{number} {name}",
+    R.REASON_SAME_STATIONS: "The two stations are the same.",
+    R.AM_OR_PM: "Is that {time}am or {time}pm?",
+    R.REASON_DATE_UNREAD: "I couldn't read that date.",
+    R.REASON_DATE_NOT_THIS_YEAR: "That date is not in the last year.",
+    R.REASON_STATIONS_TOO_LONG: "That's longer than two station names.",
+    R.REASON_STATIONS_BOTH: "I need both stations, with 'to' between them.",
+    R.REASON_STATIONS_JUST_TWO: (
+        "Please give just two stations: where you got on and where you got off."
+    ),
+    R.REASON_STATION_LETTERS: "A station name needs letters.",
+    R.REASON_TIME_UNREAD: "I couldn't read that time.",
+    R.REASON_TIME_AM_AND_PM: "That time says both am and pm.",
+    R.REASON_TIME_NOT_ON_CLOCK: "That isn't a time on the clock.",
+    R.REASON_TIME_CLOCKS_FORWARD: "The clocks went forward that night, so that time didn't exist.",
+    R.REASON_TIME_NOT_YET: "That time hasn't come yet today.",
     R.LANGUAGE_SET: "OK, we'll reply in English.",
     R.LANGUAGE_PARTIAL: (
         "Diolch! We've saved Welsh (Cymraeg) as your language; our Welsh replies aren't "

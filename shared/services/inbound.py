@@ -233,7 +233,12 @@ class WebhookServices:
             database=database,
             client=client,
             keys=keys,
-            store=ConversationStore(client, keys, settings.conversation_ttl_seconds),
+            store=ConversationStore(
+                client,
+                keys,
+                settings.conversation_ttl_seconds,
+                settings.claim_marker_ttl_seconds,
+            ),
             limiter=RateLimiter(
                 client,
                 keys,
@@ -275,13 +280,20 @@ return {count, state}
 """
 
 
-# KEYS: the conversation state, the MessageSid. ARGV: the state's JSON ('' deletes it),
-# its TTL. After the commit: the state saved and the MessageSid marked done, one round trip.
+# KEYS: the conversation state, the MessageSid, the claim marker. ARGV: the state's JSON
+# ('' deletes it), its TTL, the marker's TTL ('' deletes it: no claim in progress). After
+# the commit: the state saved, the marker kept or dropped and the MessageSid marked done,
+# one round trip.
 _SAVE_AND_COMPLETE = """
 if ARGV[1] == '' then
   redis.call('DEL', KEYS[1])
 else
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+end
+if ARGV[3] == '' then
+  redis.call('DEL', KEYS[3])
+else
+  redis.call('SET', KEYS[3], '1', 'EX', ARGV[3])
 end
 redis.call('SET', KEYS[2], 'done', 'XX', 'KEEPTTL')
 return 1
@@ -334,13 +346,20 @@ class MessageLedger:
         self._client.set(self._keys.message_sid(message_sid), "done", xx=True, keepttl=True)
 
     def complete_saving(
-        self, message_sid: str, conversation_key: str, conversation: str | None, ttl: int
+        self,
+        message_sid: str,
+        conversation_key: str,
+        conversation: str | None,
+        ttl: int,
+        marker: tuple[str, int | None],
     ) -> None:
         """Mark handled and save the conversation's JSON at ``conversation_key`` (None
-        deletes it), with ``ttl``."""
+        deletes it), with ``ttl``; ``marker``: the claim marker's key and TTL (None
+        deletes it)."""
+        marker_key, marker_ttl = marker
         self._save_and_complete(
-            keys=[conversation_key, self._keys.message_sid(message_sid)],
-            args=[conversation or "", ttl],
+            keys=[conversation_key, self._keys.message_sid(message_sid), marker_key],
+            args=[conversation or "", ttl, "" if marker_ttl is None else marker_ttl],
         )
 
 
@@ -437,6 +456,10 @@ class _Execution:
                         departure=effect.departure.isoformat(),
                         media=effect.ticket,
                         submitted_at=now,
+                        origin_crs=effect.origin_crs,
+                        destination_crs=effect.destination_crs,
+                        origin_name=effect.origin_name,
+                        destination_name=effect.destination_name,
                     )
                 )
             case RequestClaimStatus():
@@ -744,8 +767,19 @@ def _decide_and_commit(
             stored = claimed.state
         else:
             stored = store.load(message.phone_number).state
+        # No state: one more read, for the marker of a claim whose state expired (D106).
+        dropped = (
+            stored is None
+            and user is not None
+            and user.verified
+            and store.claim_was_open(message.phone_number)
+        )
         inbound = Inbound(
-            message_sid=message.message_sid, text=message.text, media=message.media, user=user
+            message_sid=message.message_sid,
+            text=message.text,
+            media=message.media,
+            user=user,
+            claim_dropped=dropped,
         )
         decision = conversation.step(stored, inbound, now, config)
         execution = _Execution(
@@ -823,6 +857,10 @@ def _after_commit(
             conversation_key,
             None if state is None else store.encode(state, saved_at=execution.now),
             store.ttl_seconds,
+            (
+                store.marker_key(phone_number),
+                store.marker_ttl_seconds if store.marks_a_claim(state) else None,
+            ),
         )
     except redis.RedisError as error:
         # The database has it all; the next message rebuilds the state from the user row.

@@ -452,6 +452,16 @@ def test_a_claim_left_24_hours_is_dropped_and_the_next_message_says_so() -> None
     assert "dropped" in restarted.reply and "Which day" in restarted.reply
 
 
+def test_a_claim_whose_state_expired_is_said_to_be_dropped_from_its_marker() -> None:
+    inbound = c.Inbound("SM1", "8am", user=VERIFIED, claim_dropped=True)
+    decision = c.step(None, inbound, NOW, CONFIG)
+    assert phase_of(decision) is c.Phase.MENU and kinds(decision) == ["StartConversation"]
+    assert "unfinished claim was dropped" in decision.reply and "CLAIM" in decision.reply
+    assert not c.claim_open(decision.state) and c.claim_open(state(c.Phase.CLAIM_TIME))
+    guest = c.step(None, c.Inbound("SM1", "hi", claim_dropped=True), NOW, CONFIG)
+    assert "dropped" not in guest.reply
+
+
 def test_a_claim_answered_within_24_hours_goes_on() -> None:
     fresh = state(c.Phase.CLAIM_TIME, saved_at=NOW - timedelta(hours=23))
     decision = step(fresh, "8am", VERIFIED)

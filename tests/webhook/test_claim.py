@@ -47,11 +47,52 @@ def test_a_whole_claim_publishes_journey_submitted(bot: Bot, sql: Any, outbox: A
         "departure": "2026-11-23T08:02:00+00:00",
         "ticket_media": [],
         "submitted_at": bot.clock.now.isoformat(),
+        "origin_crs": "LDS",
+        "destination_crs": "YRK",
+        "origin_name": "Leeds",
+        "destination_name": "York",
     }
     assert sql("SELECT last_active_at FROM whatsapp_handler.users") == [
         {"last_active_at": bot.clock.now}
     ]
     assert "CLAIM" in bot.say("what now")  # back at the menu
+
+
+def test_stations_are_resolved_and_sent_as_journey_submitted_1_1(
+    bot: Bot, sql: Any, outbox: Any
+) -> None:
+    """Issue 20: "Kings X to Edinbrugh" is read back with the list's names, the time in
+    the same answer is not asked again, and the event carries the CRS codes (1.1)."""
+    bot.register()
+    bot.say("CLAIM")
+    bot.say("yesterday")
+    read_back = bot.say("I went from Kings X to Edinbrugh at 08:00")
+    assert "Got it: London Kings Cross to Edinburgh Waverley." in read_back
+    assert "What time" not in read_back and "photo or PDF of your ticket" in read_back
+    bot.say("SKIP")
+    bot.say("yes")
+    (row,) = submitted(outbox)  # validated against journey.submitted's schema
+    assert sql(
+        "SELECT event_version FROM whatsapp_handler.outbox_events"
+        " WHERE event_type = 'journey.submitted'"
+    ) == [{"event_version": "1.1"}]
+    payload = row["payload"]
+    assert (payload["origin"], payload["destination"]) == ("Kings X", "Edinbrugh")
+    assert (payload["origin_crs"], payload["destination_crs"]) == ("KGX", "EDB")
+    assert payload["origin_name"] == "London Kings Cross"
+    assert payload["destination_name"] == "Edinburgh Waverley"
+    assert payload["departure"] == "2026-11-23T08:00:00+00:00"
+
+
+def test_a_name_with_several_stations_is_a_numbered_choice(bot: Bot, outbox: Any) -> None:
+    bot.register()
+    bot.say("CLAIM")
+    bot.say("yesterday")
+    offered = bot.say("Newport to Cardiff Central")
+    assert 'Which "Newport" did you mean?' in offered and "\n1 " in offered
+    picked = bot.say("1")
+    assert "Got it: Newport" in picked and "to Cardiff Central" in picked
+    assert "What time" in picked
 
 
 def test_a_ticket_photo_inside_a_claim_belongs_to_the_journey(bot: Bot, outbox: Any) -> None:
@@ -93,7 +134,8 @@ def test_cancel_midway_sends_nothing(bot: Bot, outbox: Any) -> None:
     bot.say("yesterday")
     assert "claim cancelled" in bot.say("cancel")
     assert submitted(outbox) == []
-    assert "Sorry, I didn't follow that" in bot.say("Leeds to York")
+    fresh = bot.say("Leeds to York")  # one message names a journey: a new claim (issue 20)
+    assert "Got it: Leeds to York." in fresh and "Which day" in fresh
 
 
 @pytest.mark.parametrize(
@@ -235,9 +277,13 @@ def test_a_claim_left_24_hours_is_dropped_and_said_to_be(bot: Bot, outbox: Any) 
     bot.register()
     bot.say("CLAIM")
     bot.say("yesterday")
-    key = bot.webhook.module.deps().services.keys.conversation(PHONE)
-    assert 72 * 3600 - 60 < bot.services.redis.ttl(key) <= 72 * 3600  # outlives the claim
+    keys = bot.webhook.module.deps().services.keys
+    redis = bot.services.redis
+    assert 24 * 3600 - 60 < redis.ttl(keys.conversation(PHONE)) <= 24 * 3600  # the design's
+    assert 72 * 3600 - 60 < redis.ttl(keys.claim_marker(PHONE)) <= 72 * 3600
+    assert redis.get(keys.claim_marker(PHONE)) in ("1", b"1")  # no personal data
     bot.clock.advance(hours=25)
+    redis.delete(keys.conversation(PHONE))  # what the 24 h TTL does
     reply = bot.say("Leeds to York")
     assert "unfinished claim was dropped" in reply and "nothing was sent" in reply
     assert "Reply CLAIM to start again" in reply
@@ -250,6 +296,39 @@ def test_a_claim_left_24_hours_is_dropped_and_said_to_be(bot: Bot, outbox: Any) 
 def test_a_conversation_state_gone_from_redis_starts_afresh(bot: Bot) -> None:
     bot.register()
     bot.say("CLAIM")
-    key = bot.webhook.module.deps().services.keys.conversation(PHONE)
-    bot.services.redis.delete(key)  # what the TTL does after three days of silence
-    assert "Welcome back" in bot.say("Leeds to York")
+    keys = bot.webhook.module.deps().services.keys
+    bot.services.redis.delete(keys.conversation(PHONE), keys.claim_marker(PHONE))
+    assert "Welcome back" in bot.say("hello")  # the marker's TTL (3 days) has passed too
+
+
+def test_the_claim_marker_goes_when_the_claim_ends_or_the_user_is_erased(bot: Bot) -> None:
+    bot.register()
+    keys = bot.webhook.module.deps().services.keys
+    redis = bot.services.redis
+    assert not redis.exists(keys.claim_marker(PHONE))  # no claim: no marker
+    bot.say("CLAIM")
+    assert redis.exists(keys.claim_marker(PHONE))
+    bot.say("CANCEL")
+    assert not redis.exists(keys.claim_marker(PHONE))
+    bot.say("CLAIM")
+    bot.say("DELETE MY DATA")
+    assert redis.exists(keys.claim_marker(PHONE))  # an erasure asked mid-claim keeps it
+    assert "deleted" in bot.say("YES")
+    assert not redis.exists(keys.claim_marker(PHONE))
+    assert not redis.exists(keys.conversation(PHONE))
+
+
+def test_one_message_starts_a_claim_and_only_what_is_missing_is_asked(
+    bot: Bot, outbox: Any
+) -> None:
+    bot.register()
+    first = bot.say("my train from kings cross to leeds yesterday was 40 mins late")
+    assert "Got it: London Kings Cross to Leeds." in first and "What time" in first
+    asked = bot.say("quarter past 8")
+    assert "Is that 8:15am or 8:15pm?" in asked
+    assert "photo or PDF of your ticket" in bot.say("pm")
+    bot.say("SKIP")
+    bot.say("yes")
+    (row,) = submitted(outbox)
+    assert row["payload"]["departure"] == "2026-11-23T20:15:00+00:00"
+    assert row["payload"]["origin_crs"] == "KGX" and row["payload"]["destination_crs"] == "LDS"
