@@ -98,6 +98,7 @@ def archive_entries(name: str, repo: Path = REPO) -> list[tuple[str, bytes]]:
         for filename in ("pyproject.toml", "README.md"):
             entries[filename] = (repo / filename).read_bytes()
         add_tree(repo / "shared", "shared/")
+        add_tree(repo / "tools", "tools/")
         add_tree(repo / "migrations", "migrations/")
     else:
         folder = repo / "functions" / FUNCTION_DIRS[name]

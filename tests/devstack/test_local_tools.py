@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 import pytest
 from twilio.request_validator import RequestValidator
 
-from shared.commands.chat import (
+from tools.commands.chat import (
     ChatError,
     ChatTarget,
     content_type_for,
@@ -33,9 +33,9 @@ from shared.commands.chat import (
     resolve_target,
     twilio_signature,
 )
-from shared.commands.doctor import Check, redact_url
-from shared.commands.notify import notification_request, push_envelope
-from shared.devstack import (
+from tools.commands.doctor import Check, redact_url
+from tools.commands.notify import notification_request, push_envelope
+from tools.devstack import (
     EnvironmentSettings,
     describe_event,
     job_did_something,
@@ -46,7 +46,7 @@ from shared.devstack import (
     summarise_job,
     target_defined,
 )
-from shared.devtwilio import TwilioStandIn
+from tools.devtwilio import TwilioStandIn
 
 SID = "AC" + "2" * 32
 TOKEN = "tools-test-token-" + "9d" * 8

@@ -21,11 +21,11 @@ from typing import Any
 import functions_framework
 import pytest
 
-from shared.devservices import admin_connection, url_with_database
 from tests.conftest import Services
 from tests.faults.test_dependencies import assert_defined
 from tests.support.services import Started, start_embedded_postgres
 from tests.webhook.conftest import Bot, Clock, Webhook
+from tools.devservices import admin_connection, url_with_database
 
 ROOT = Path(__file__).resolve().parents[2]
 NUMBERS = [f"+4477009{index:05d}" for index in range(40, 80)]  # 40 numbers
@@ -80,7 +80,7 @@ def dedicated_postgres() -> Iterator[DedicatedPostgres]:
         admin = admin_connection(admin_url)
         admin.run('CREATE DATABASE "restart_test"')
         admin.close()
-        from shared import migrate
+        from tools import migrate
 
         migrate.upgrade(servers.url)
         yield servers

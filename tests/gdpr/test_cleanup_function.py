@@ -11,8 +11,8 @@ from uuid import uuid4
 import functions_framework
 import pytest
 
-from shared import cli
 from tests.gdpr.helpers import add_user, anon_marker, redis_keys
+from tools import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 PHONE = "+447700900741"

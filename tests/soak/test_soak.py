@@ -59,9 +59,10 @@ from typing import Any
 
 import pytest
 
-from shared.commands import chat
-from shared.devservices import admin_connection
-from shared.devstack import (
+from tests.conftest import Services
+from tools.commands import chat
+from tools.devservices import admin_connection
+from tools.devstack import (
     Console,
     DevOptions,
     DevStack,
@@ -69,7 +70,6 @@ from shared.devstack import (
     load_stack,
     post_json,
 )
-from tests.conftest import Services
 
 pytestmark = [pytest.mark.soak, pytest.mark.pubsub]
 
@@ -753,7 +753,7 @@ def log_warnings(stack: SoakStack) -> dict[str, int]:
 
 
 def logs_tail(stack: SoakStack) -> str:
-    from shared.devstack import tail
+    from tools.devstack import tail
 
     return "\n".join(
         f"--- {running.spec.target}\n{tail(running.log_path, 15)}"

@@ -6,7 +6,7 @@ the tests' import path (``tests.support.services``) working.
 
 from __future__ import annotations
 
-from shared.devservices import (
+from tools.devservices import (
     EMULATOR_BIN,
     Started,
     emulator_answers,

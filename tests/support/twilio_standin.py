@@ -3,6 +3,6 @@ uses it too). This module keeps the tests' import path working."""
 
 from __future__ import annotations
 
-from shared.devtwilio import RecordedMessage, TwilioStandIn, addressed_to
+from tools.devtwilio import RecordedMessage, TwilioStandIn, addressed_to
 
 __all__ = ["RecordedMessage", "TwilioStandIn", "addressed_to"]

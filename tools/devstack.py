@@ -45,12 +45,14 @@ from types import FrameType
 from typing import IO, Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
-from shared import devservices
-from shared.devservices import Started, admin_connection
-from shared.devtwilio import RecordedMessage, TwilioStandIn
 from shared.settings import Settings, is_set_in_environment
+from tools import devservices
+from tools.devservices import Started, admin_connection
+from tools.devtwilio import RecordedMessage, TwilioStandIn
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The dev stack's own named queries (the functions' live in shared/sql/).
+DEV_SQL_FILE = Path(__file__).resolve().parent / "sql" / "devstack.sql"
 STACK_FILE = "stack.json"
 LAST_ERROR_FILE = "last-error.txt"  # why the last `make dev` stopped; doctor shows it
 EVENTS_FILE = "events.jsonl"
@@ -382,7 +384,7 @@ class DevStack:
             os.environ.pop(name, None)  # would send the stand-in's calls elsewhere
         os.environ.update(environment)
 
-        from shared import migrate
+        from tools import migrate
 
         migrate.upgrade(database_url)
         self.console.say("migrations", migrate.status(database_url))
@@ -689,17 +691,19 @@ class DevStack:
     def _outbox_sink(self, database_url: str) -> None:
         from shared.db import Database
         from shared.events import envelope
+        from shared.queries import parse_queries
         from shared.settings import load_settings
 
+        unpublished = parse_queries(DEV_SQL_FILE.read_text(encoding="utf-8"), DEV_SQL_FILE.name)[
+            "dev_list_unpublished_events_since"
+        ].sql
         database = Database(load_settings())
         self._closers.append(database.close)
         since, seen = self._sink_cursor()
         while not self.stopping.wait(1.0):
             try:
                 with database.unit_of_work() as uow:
-                    rows = uow.fetch_all(
-                        "dev_list_unpublished_events_since", since=since, limit=200
-                    )
+                    rows = uow.run_sql(unpublished, since=since, limit=200)
             except Exception as error:  # the database may be restarting; try again
                 self.console.say("events", f"cannot read the outbox: {error}")
                 continue
