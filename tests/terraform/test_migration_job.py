@@ -105,8 +105,8 @@ def _install_migrate_archive(tmp_path: Path) -> Path:
     )
     archive = Path(json.loads(built.stdout)["migrate"])
     target = tmp_path / "site"
-    # The job runs `pip install <archive>`; here without dependencies (the project's are
-    # in this interpreter already), with the same isolated setuptools build.
+    # The job runs `pip install <archive>[migrate]`; here without dependencies (the
+    # project's are in this interpreter already), with the same isolated setuptools build.
     subprocess.run(
         [
             PYTHON,
@@ -118,7 +118,7 @@ def _install_migrate_archive(tmp_path: Path) -> Path:
             "--disable-pip-version-check",
             "--target",
             str(target),
-            str(archive),
+            f"{archive}[migrate]",
         ],
         capture_output=True,
         text=True,
