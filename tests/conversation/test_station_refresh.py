@@ -12,7 +12,7 @@ import pytest
 from tools import cli
 from tools.commands import stations as refresh
 
-DATA = Path(refresh.__file__).resolve().parent.parent / "data"
+DATA = refresh.DATA_DIR
 SHIPPED = (DATA / "stations.csv").read_bytes()
 
 
