@@ -26,7 +26,7 @@ from shared.adapters.pubsub import EventPublisher, OutgoingMessage, PublisherCon
 from shared.db import Database
 from shared.services.relay import PendingEvent, RelayPolicy, run_relay, to_message
 from shared.settings import Settings
-from tests.support import services as svc
+from tools import devservices as svc
 from tools import migrate
 from tools.devservices import admin_connection as _admin
 from tools.devservices import url_with_database as _with_database

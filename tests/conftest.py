@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 import redis
 
-from tests.support import services as svc
-from tests.support.twilio_standin import TwilioStandIn
+from tools import devservices as svc
 from tools.devservices import admin_connection as _admin
 from tools.devservices import url_with_database as _with_database
+from tools.devtwilio import TwilioStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_ACCOUNT_SID = "AC" + "1" * 32

@@ -1,6 +1,6 @@
 """`whatsapp-handler`: the operator and developer command line.
 
-Each subcommand is a module in shared/commands/ exposing ``HELP``,
+Each subcommand is a module in tools/commands/ exposing ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``; modules import their heavy
 dependencies inside ``run`` so `whatsapp-handler --help` stays fast.
 """

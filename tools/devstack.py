@@ -19,7 +19,8 @@
 
 The dev stack always uses its own generated Twilio credentials and the stand-in, never a
 real Twilio account from the environment, so a developer cannot send real SMS by accident.
-Development tooling: deployed functions never import this module.
+Development tooling: deployed functions never import this module (tests/terraform/
+test_packaging.py checks it).
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ def test_health_answers_ok(client: Any, clean_state: Any) -> None:
 def test_health_is_503_when_the_database_is_down(
     services: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.support.services import free_port
+    from tools.devservices import free_port
 
     monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/none")
     app = functions_framework.create_app(

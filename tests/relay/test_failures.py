@@ -22,8 +22,8 @@ from tests.relay.helpers import (
     publisher_for,
     unpublished_count,
 )
-from tests.support import services as svc
 from tools import cli
+from tools import devservices as svc
 
 
 def wait_for(check: Any, timeout: float, what: str) -> None:

@@ -1,6 +1,6 @@
 """Soak (issue 12): a steady mixed load on the real functions for SOAK_SECONDS (default 300).
 
-The functions run exactly as `make dev` runs them (``shared/devstack.py``): one
+The functions run exactly as `make dev` runs them (``tools/devstack.py``): one
 functions-framework subprocess per target on a free port, on this run's PostgreSQL, Redis,
 the Pub/Sub emulator and the Twilio stand-in; the dev stack's emulator sink appends every
 event the relay publishes to ``events.jsonl``. The soak drives the scheduled jobs itself
