@@ -37,7 +37,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -240,6 +240,9 @@ class DevOptions:
     jobs_every_seconds: float = 3600.0
     verbose: bool = False
     public_url: str | None = None
+    # POST the scheduled functions on local timers (Cloud Scheduler's part). Off when the
+    # caller runs the jobs itself and wants each answer (tests/soak).
+    timers: bool = True
 
 
 def load_or_create_secrets(dev_dir: Path) -> dict[str, str]:
@@ -305,6 +308,37 @@ class RunningFunction:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
+
+
+@dataclass(frozen=True)
+class Timer:
+    """One scheduled function `make dev` POSTs itself, as Cloud Scheduler would."""
+
+    name: str
+    first_after_seconds: float
+    every_seconds: float
+    always_report: bool  # print every answer, not only those that did something
+    note: str  # shown next to the function in the start-up table
+
+
+def timer_plan(options: DevOptions, functions: Iterable[str], relay_enabled: bool) -> list[Timer]:
+    """The timers a stack with these options and running functions starts (none if off).
+
+    The relay is timed only when events have somewhere to go (the Pub/Sub emulator).
+    """
+    if not options.timers:
+        return []
+    running = set(functions)
+    timers: list[Timer] = []
+    if relay_enabled and "outbox_relay" in running:
+        every = options.relay_every_seconds
+        timers.append(Timer("outbox_relay", 0.5, every, False, f"POSTed every {every:g} s"))
+    jobs = options.jobs_every_seconds
+    for name, delay in (("outbox_purge", 5.0), ("gdpr_cleanup", 6.0)):
+        if name in running:
+            note = f"POSTed {delay:g} s after start, then every {jobs:g} s"
+            timers.append(Timer(name, delay, jobs, True, note))
+    return timers
 
 
 @dataclass
@@ -747,15 +781,18 @@ class DevStack:
     # -- scheduler ----------------------------------------------------------------------
 
     def _start_timers(self, relay_enabled: bool) -> None:
-        every = self.options.relay_every_seconds
-        jobs = self.options.jobs_every_seconds
-        if relay_enabled and "outbox_relay" in self.functions:
-            self._thread("timer-relay", lambda: self._every("outbox_relay", every, 0.5, False))
-            self._annotate("outbox_relay", f"POSTed every {every:g} s")
-        for name, delay in (("outbox_purge", 5.0), ("gdpr_cleanup", 6.0)):
-            if name in self.functions:
-                self._thread(f"timer-{name}", partial(self._every, name, jobs, delay, True))
-                self._annotate(name, f"POSTed {delay:g} s after start, then every {jobs:g} s")
+        for timer in timer_plan(self.options, self.functions, relay_enabled):
+            self._thread(
+                f"timer-{timer.name}",
+                partial(
+                    self._every,
+                    timer.name,
+                    timer.every_seconds,
+                    timer.first_after_seconds,
+                    timer.always_report,
+                ),
+            )
+            self._annotate(timer.name, timer.note)
 
     def _annotate(self, name: str, note: str) -> None:
         self.rows = [

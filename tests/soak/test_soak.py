@@ -102,16 +102,6 @@ _CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
 TIMEOUT_SECONDS = SOAK_SECONDS + 600  # start-up, the final drain and checks: well under that
 
 
-# --- the dev stack, with the soak's own timers --------------------------------------------
-
-
-class SoakStack(DevStack):
-    """`make dev`'s stack; the soak runs the scheduled jobs itself, counting each answer."""
-
-    def _start_timers(self, relay_enabled: bool) -> None:
-        return None
-
-
 # --- what happened ------------------------------------------------------------------------
 
 
@@ -554,12 +544,14 @@ def timer(stop: threading.Event, every: float, first: float, call: Callable[[], 
 
 
 @pytest.fixture()
-def stack(services: Services, pubsub: str, tmp_path: Path) -> Iterator[SoakStack]:
+def stack(services: Services, pubsub: str, tmp_path: Path) -> Iterator[DevStack]:
     saved = dict(os.environ)
     os.environ.update(FUNCTION_ENVIRONMENT)
     console_log = (tmp_path / "console.log").open("w", encoding="utf-8")
-    running = SoakStack(
-        DevOptions(dev_dir=tmp_path / "dev", free_ports=True), console=Console(console_log)
+    # `make dev`'s stack without its timers: the soak runs the jobs itself, counting answers.
+    running = DevStack(
+        DevOptions(dev_dir=tmp_path / "dev", free_ports=True, timers=False),
+        console=Console(console_log),
     )
     try:
         running.start()
@@ -573,7 +565,7 @@ def stack(services: Services, pubsub: str, tmp_path: Path) -> Iterator[SoakStack
 
 @pytest.mark.timeout(TIMEOUT_SECONDS)
 def test_a_steady_mixed_load_gives_no_5xx_flat_memory_and_every_event_published(
-    stack: SoakStack, services: Services
+    stack: DevStack, services: Services
 ) -> None:
     described = load_stack(stack.dev_dir)
     assert described is not None
@@ -738,7 +730,7 @@ def wait_for_ledger(load: Load, timeout: float) -> dict[str, str]:
         time.sleep(0.5)
 
 
-def log_warnings(stack: SoakStack) -> dict[str, int]:
+def log_warnings(stack: DevStack) -> dict[str, int]:
     """Per function, its JSON log lines at WARNING or above (Cloud Logging would alert)."""
     counts: dict[str, int] = {}
     for running in stack.functions.values():
@@ -752,7 +744,7 @@ def log_warnings(stack: SoakStack) -> dict[str, int]:
     return counts
 
 
-def logs_tail(stack: SoakStack) -> str:
+def logs_tail(stack: DevStack) -> str:
     from tools.devstack import tail
 
     return "\n".join(
