@@ -334,3 +334,15 @@ def test_the_functions_requirements_are_what_the_functions_import() -> None:
         "required but imported by no function: make it an extra for the tools, or drop it"
     )
     assert imported_distributions - _requirement_closure(_function_requirements()) == set()
+
+
+def test_nothing_deployed_or_tooled_imports_the_tests_or_the_bench() -> None:
+    importers = {
+        f"{path.relative_to(REPO)}: {name}"
+        for folder in ("shared", "functions", "tools")
+        for path in sorted((REPO / folder).rglob("*.py"))
+        for name in _imports(path)
+        if name.split(".")[0] in ("tests", "bench")
+    }
+
+    assert importers == set()
