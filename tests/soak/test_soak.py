@@ -409,7 +409,14 @@ class Load:
                     )
                 else:
                     self.say(user.phone, "SKIP", ("Reply YES to send",), step="claim/skip")
-            self.say(user.phone, "YES", ("We've sent your claim",), step="claim/yes")
+            said = self.say(
+                user.phone,
+                "YES",
+                ("We've sent your claim", "already sent a claim"),
+                step="claim/yes",
+            )
+            if "already sent a claim" in said:  # this user's same journey again: warned once
+                self.say(user.phone, "YES", ("We've sent your claim",), step="claim/yes-again")
             return True
 
         self.with_user(rng, "claim", claim)
