@@ -10,7 +10,7 @@ CHECKOV_VENV ?= .venv-checkov
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check -U pip
-	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[tools,dev]'
 	@touch $@
 
 install: $(BIN)/.installed

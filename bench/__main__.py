@@ -44,13 +44,13 @@ from redis import Redis
 from twilio.request_validator import RequestValidator
 
 from bench import load
-from shared import migrate
 from shared.db import Database
-from shared.devservices import admin_connection as _connect
-from shared.devservices import url_with_database as _with_database
 from shared.settings import Settings
-from tests.support import services as svc
-from tests.support.twilio_standin import TwilioStandIn
+from tools import devservices as svc
+from tools import migrate
+from tools.devservices import admin_connection as _connect
+from tools.devservices import url_with_database as _with_database
+from tools.devtwilio import TwilioStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"

@@ -22,14 +22,14 @@ import secrets
 import time
 from typing import Any
 
-from shared import migrate
 from shared.adapters.pubsub import EventPublisher, OutgoingMessage, PublisherConfig
 from shared.db import Database
-from shared.devservices import admin_connection as _admin
-from shared.devservices import url_with_database as _with_database
 from shared.services.relay import PendingEvent, RelayPolicy, run_relay, to_message
 from shared.settings import Settings
-from tests.support import services as svc
+from tools import devservices as svc
+from tools import migrate
+from tools.devservices import admin_connection as _admin
+from tools.devservices import url_with_database as _with_database
 
 
 def _insert(url: str, *, events: int, aggregates: int) -> None:

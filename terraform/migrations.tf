@@ -9,7 +9,7 @@
 #   gcloud run jobs execute whatsapp-handler-migrate --region REGION --wait --args=down,--revision=REV
 #
 # The job installs the project from its `migrate` archive (the same commit as the
-# functions) into a stock Python image, starts the Cloud SQL Auth Proxy on 127.0.0.1 with
+# functions; with the `migrate` extra: Alembic and SQLAlchemy) into a stock Python image, starts the Cloud SQL Auth Proxy on 127.0.0.1 with
 # IAM authentication and runs the CLI through it. After `up` it (re)grants the functions'
 # database users what they need: DML on the schema's tables, nothing else.
 
@@ -41,7 +41,7 @@ locals {
     os.chmod("/tmp/cloud-sql-proxy", 0o755)
     PY
     python -m venv /tmp/venv
-    /tmp/venv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check "$MIGRATE_ARCHIVE"
+    /tmp/venv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check "$MIGRATE_ARCHIVE[migrate]"
     /tmp/cloud-sql-proxy --private-ip --auto-iam-authn --address 127.0.0.1 --port 5432 "$CLOUD_SQL_INSTANCE" &
     PROXY_PID=$!
     trap 'kill "$PROXY_PID" 2>/dev/null || true' EXIT

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 import redis
 
-from shared.devservices import admin_connection as _admin
-from shared.devservices import url_with_database as _with_database
-from tests.support import services as svc
-from tests.support.twilio_standin import TwilioStandIn
+from tools import devservices as svc
+from tools.devservices import admin_connection as _admin
+from tools.devservices import url_with_database as _with_database
+from tools.devtwilio import TwilioStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_ACCOUNT_SID = "AC" + "1" * 32
@@ -70,7 +70,7 @@ def services() -> Iterator[Services]:
     database = f"wh_test_{run_id}"
     admin = _admin(admin_url)
     admin.run(f'CREATE DATABASE "{template}"')
-    from shared import migrate
+    from tools import migrate
 
     migrate.upgrade(_with_database(admin_url, template))
     admin.run(f'CREATE DATABASE "{database}" TEMPLATE "{template}"')

@@ -9,8 +9,8 @@ from typing import Any
 import pg8000.native
 import pytest
 
-from shared import migrate
 from tests.conftest import _admin
+from tools import migrate
 
 EXPECTED_INDEXES = {
     "idx_users_phone",
@@ -287,7 +287,7 @@ def test_up_twice_is_a_no_op(fresh_database_url: str) -> None:
 def test_two_concurrent_ups_both_succeed_and_leave_one_copy(fresh_database_url: str) -> None:
     # Two processes, as two deploys would be: Alembic's context is per process.
     env = {"DATABASE_URL": fresh_database_url, "PATH": "/usr/bin:/bin"}
-    command = [sys.executable, "-m", "shared.cli", "migrate", "up"]
+    command = [sys.executable, "-m", "tools.cli", "migrate", "up"]
     processes = [
         subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for _ in range(2)
@@ -309,7 +309,7 @@ def test_two_concurrent_ups_both_succeed_and_leave_one_copy(fresh_database_url: 
 
 def test_cli_migrate_up_status_down(fresh_database_url: str) -> None:
     env = {"DATABASE_URL": fresh_database_url, "PATH": "/usr/bin:/bin"}
-    command = [sys.executable, "-m", "shared.cli", "migrate"]
+    command = [sys.executable, "-m", "tools.cli", "migrate"]
     up = subprocess.run([*command, "up"], env=env, capture_output=True, text=True, check=False)
     assert up.returncode == 0, up.stderr
     status = subprocess.run(
@@ -323,7 +323,7 @@ def test_cli_migrate_up_status_down(fresh_database_url: str) -> None:
 
 def test_cli_names_a_missing_database_url() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "migrate", "status"],
+        [sys.executable, "-m", "tools.cli", "migrate", "status"],
         env={"PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,

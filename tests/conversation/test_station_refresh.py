@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from shared import cli
-from shared.commands import stations as refresh
+from tools import cli
+from tools.commands import stations as refresh
 
-DATA = Path(refresh.__file__).resolve().parent.parent / "data"
+DATA = refresh.DATA_DIR
 SHIPPED = (DATA / "stations.csv").read_bytes()
 
 

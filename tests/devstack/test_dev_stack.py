@@ -28,14 +28,14 @@ from urllib.parse import urlsplit
 import pg8000.native
 import pytest
 
-from shared.commands.chat import (
+from tools.commands.chat import (
     ChatTarget,
     WebhookReply,
     fetch_messages,
     resolve_target,
     send_text,
 )
-from shared.devstack import REPO_ROOT, EnvironmentSettings, load_stack
+from tools.devstack import REPO_ROOT, EnvironmentSettings, load_stack
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +92,7 @@ def start_stack(dev_dir: Path, *extra: str) -> RunningStack:
             [
                 sys.executable,
                 "-m",
-                "shared.cli",
+                "tools.cli",
                 "dev",
                 "--embedded",
                 "--free-ports",
@@ -227,7 +227,7 @@ def user_row(stack: dict[str, Any], number: str) -> dict[str, Any] | None:
 
 def run_notify(stack: RunningStack, user_id: str, text: str) -> subprocess.CompletedProcess[str]:
     """`whatsapp-handler notify`, as a developer types it next to the running stack."""
-    command = [sys.executable, "-m", "shared.cli", "notify", user_id, text]
+    command = [sys.executable, "-m", "tools.cli", "notify", user_id, text]
     done = subprocess.run(
         [*command, "--dev-dir", str(stack.dev_dir)],
         cwd=REPO_ROOT,
@@ -256,7 +256,7 @@ def dev_dir_for_test() -> Path:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[RunningStack]:
-    from shared.devservices import emulator_available
+    from tools.devservices import emulator_available
 
     if not emulator_available():
         if os.environ.get("CI") == "true":
@@ -319,7 +319,7 @@ def test_doctor_finds_nothing_wrong_with_the_running_stack(stack: RunningStack) 
     environment = {key: value for key, value in os.environ.items() if key not in _INHERITED}
 
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "doctor", "--dev-dir", str(stack.dev_dir)],
+        [sys.executable, "-m", "tools.cli", "doctor", "--dev-dir", str(stack.dev_dir)],
         cwd=REPO_ROOT,
         env=environment,
         capture_output=True,

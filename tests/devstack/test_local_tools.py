@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 import pytest
 from twilio.request_validator import RequestValidator
 
-from shared.commands.chat import (
+from tools.commands.chat import (
     ChatError,
     ChatTarget,
     content_type_for,
@@ -33,9 +33,10 @@ from shared.commands.chat import (
     resolve_target,
     twilio_signature,
 )
-from shared.commands.doctor import Check, redact_url
-from shared.commands.notify import notification_request, push_envelope
-from shared.devstack import (
+from tools.commands.doctor import Check, redact_url
+from tools.commands.notify import notification_request, push_envelope
+from tools.devstack import (
+    DevOptions,
     EnvironmentSettings,
     describe_event,
     job_did_something,
@@ -45,8 +46,9 @@ from shared.devstack import (
     startup_table,
     summarise_job,
     target_defined,
+    timer_plan,
 )
-from shared.devtwilio import TwilioStandIn
+from tools.devtwilio import TwilioStandIn
 
 SID = "AC" + "2" * 32
 TOKEN = "tools-test-token-" + "9d" * 8
@@ -396,3 +398,30 @@ def test_doctor_lines_hide_passwords_and_say_how_to_fix() -> None:
     assert redact_url("redis://h:6379/0") == "redis://h:6379/0"
     line = Check("redis", False, "refused", "start redis-server").line()
     assert line.startswith("FAIL") and line.endswith("-> start redis-server")
+
+
+# --- timers --------------------------------------------------------------------------------
+
+ALL_FUNCTIONS = ("webhook", "user_api", "outbox_relay", "outbox_purge", "gdpr_cleanup", "notify")
+
+
+def test_make_dev_posts_the_scheduled_functions_on_timers(tmp_path: Path) -> None:
+    options = DevOptions(dev_dir=tmp_path, relay_every_seconds=2, jobs_every_seconds=60)
+
+    plan = timer_plan(options, ALL_FUNCTIONS, relay_enabled=True)
+
+    assert [(t.name, t.first_after_seconds, t.every_seconds) for t in plan] == [
+        ("outbox_relay", 0.5, 2),
+        ("outbox_purge", 5.0, 60),
+        ("gdpr_cleanup", 6.0, 60),
+    ]
+    assert [t.name for t in timer_plan(options, ALL_FUNCTIONS, relay_enabled=False)] == [
+        "outbox_purge",
+        "gdpr_cleanup",
+    ]
+
+
+def test_a_stack_without_timers_leaves_the_jobs_to_its_caller(tmp_path: Path) -> None:
+    options = DevOptions(dev_dir=tmp_path, timers=False)
+
+    assert timer_plan(options, ALL_FUNCTIONS, relay_enabled=True) == []

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from shared import devservices
-from shared.devservices import EmbeddedServerError, admin_connection, start_embedded_postgres
-from shared.devstack import REPO_ROOT
+from tools import devservices
+from tools.devservices import EmbeddedServerError, admin_connection, start_embedded_postgres
+from tools.devstack import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -180,7 +180,7 @@ def test_a_postgres_that_exits_at_start_says_why_without_waiting_for_the_timeout
 def _run_cli(*arguments: str, timeout: float) -> subprocess.CompletedProcess[str]:
     environment = {key: value for key, value in os.environ.items() if key not in _INHERITED}
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *arguments],
+        [sys.executable, "-m", "tools.cli", *arguments],
         cwd=REPO_ROOT,
         env=environment,
         stdin=subprocess.DEVNULL,

@@ -15,8 +15,8 @@ import functions_framework
 import pytest
 
 from tests.conftest import Services
-from tests.support.services import free_port
 from tests.webhook.conftest import Bot, Clock, Webhook, twiml_messages
+from tools.devservices import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import Services
-from tests.support import services as svc
 from tests.webhook.conftest import PHONE, Bot, twiml_messages
+from tools import devservices as svc
 
 ROOT = Path(__file__).resolve().parents[2]
 TRACE_ID = "105445aa7843bc8bf206b12000100000"

@@ -1,7 +1,7 @@
 """A real PostgreSQL server restart under webhook load: not killed backends, but a server
 that refuses every connection for about two seconds and then comes back on the same port.
 
-The server is a dedicated, throwaway one (pgserver's binaries, as tests/support/services.py
+The server is a dedicated, throwaway one (pgserver's binaries, as tools/devservices.py
 starts them), never the shared server the other tests use. While it is down every answer
 is a defined one (200 TwiML or 503 JSON so Twilio retries), never a 500; no user is left
 without its ``user.registered`` event; and once it is back every number is served again
@@ -21,11 +21,10 @@ from typing import Any
 import functions_framework
 import pytest
 
-from shared.devservices import admin_connection, url_with_database
 from tests.conftest import Services
 from tests.faults.test_dependencies import assert_defined
-from tests.support.services import Started, start_embedded_postgres
 from tests.webhook.conftest import Bot, Clock, Webhook
+from tools.devservices import Started, admin_connection, start_embedded_postgres, url_with_database
 
 ROOT = Path(__file__).resolve().parents[2]
 NUMBERS = [f"+4477009{index:05d}" for index in range(40, 80)]  # 40 numbers
@@ -80,7 +79,7 @@ def dedicated_postgres() -> Iterator[DedicatedPostgres]:
         admin = admin_connection(admin_url)
         admin.run('CREATE DATABASE "restart_test"')
         admin.close()
-        from shared import migrate
+        from tools import migrate
 
         migrate.upgrade(servers.url)
         yield servers

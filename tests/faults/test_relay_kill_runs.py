@@ -2,7 +2,7 @@
 every event published and received, none lost, and every repeat the very same message
 (same event_id, same attributes, same bytes).
 
-Each run is a real process (``python -m shared.cli relay --once``, what the
+Each run is a real process (``python -m tools.cli relay --once``, what the
 ``whatsapp-handler relay --once`` console script runs). The kill points come from a seeded
 random: most runs are killed once the backlog has shrunk to a random mark spread over the
 run (inside a batch: rows claimed, messages in flight, or the commit), a few at a random
@@ -43,7 +43,7 @@ __all__ = ["publisher", "relay_settings", "subscription"]  # the relay suite's f
 def start_relay() -> subprocess.Popen[bytes]:
     env = {**os.environ, "RELAY_BATCH_SIZE": str(BATCH_SIZE), "LOG_LEVEL": "WARNING"}
     return subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "relay", "--once"],
+        [sys.executable, "-m", "tools.cli", "relay", "--once"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -11,8 +11,8 @@ from uuid import uuid4
 import functions_framework
 import pytest
 
-from shared import cli
 from tests.gdpr.helpers import add_user, anon_marker, redis_keys
+from tools import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 PHONE = "+447700900741"
@@ -107,7 +107,7 @@ def test_health_answers_ok(client: Any, clean_state: Any) -> None:
 def test_health_is_503_when_the_database_is_down(
     services: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.support.services import free_port
+    from tools.devservices import free_port
 
     monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/none")
     app = functions_framework.create_app(

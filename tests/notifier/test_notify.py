@@ -393,7 +393,7 @@ def _fresh_notifier() -> Any:
 def test_twilio_unreachable_fails_the_delivery_and_releases_the_claim(
     users: Users, services: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.support.services import free_port
+    from tools.devservices import free_port
 
     user_id = users.add(PHONE)
     monkeypatch.setenv("TWILIO_API_BASE_URL", f"http://127.0.0.1:{free_port()}")
@@ -407,7 +407,7 @@ def test_twilio_unreachable_fails_the_delivery_and_releases_the_claim(
 def test_database_unreachable_fails_the_delivery_instead_of_dropping_it(
     users: Any, services: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.support.services import free_port
+    from tools.devservices import free_port
 
     monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/gone")
 

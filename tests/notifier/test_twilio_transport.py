@@ -23,7 +23,7 @@ from shared.adapters.twilio_messages import (
     _urllib3_http_client,
 )
 from tests.conftest import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TEST_WHATSAPP_FROM
-from tests.support.services import free_port
+from tools.devservices import free_port
 
 TRANSPORTS: dict[str, Callable[[str], Any]] = {
     "urllib3": lambda base_url: _urllib3_http_client(base_url, 5.0, None),

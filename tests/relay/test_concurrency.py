@@ -86,7 +86,7 @@ def test_a_relay_killed_mid_batch_loses_nothing_and_repeats_only_with_the_same_e
     ids = insert_events(sql, count=total, aggregates=[uuid4() for _ in range(100)])
     env = {**os.environ, "RELAY_BATCH_SIZE": str(batch_size), "LOG_LEVEL": "WARNING"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "relay", "--once"],
+        [sys.executable, "-m", "tools.cli", "relay", "--once"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

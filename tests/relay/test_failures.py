@@ -9,7 +9,6 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from shared import cli
 from shared.db import Database
 from shared.relay_policy import RelayPolicy
 from shared.services.relay import RelaySummary, run_relay
@@ -23,7 +22,8 @@ from tests.relay.helpers import (
     publisher_for,
     unpublished_count,
 )
-from tests.support import services as svc
+from tools import cli
+from tools import devservices as svc
 
 
 def wait_for(check: Any, timeout: float, what: str) -> None:

@@ -13,7 +13,7 @@ from uuid import UUID, uuid4
 import functions_framework
 import pytest
 
-from shared import cli, events
+from shared import events
 from shared.adapters.pubsub import EventPublisher
 from shared.db import Database
 from shared.relay_policy import RelayPolicy
@@ -26,6 +26,7 @@ from tests.relay.helpers import (
     published_ids,
     unpublished_count,
 )
+from tools import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2025, 11, 30, 9, 15, tzinfo=UTC)

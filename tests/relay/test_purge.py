@@ -11,7 +11,6 @@ from uuid import UUID, uuid4
 import functions_framework
 import pytest
 
-from shared import cli
 from shared.db import Database
 from shared.services.purge import (
     PurgePolicy,
@@ -20,6 +19,7 @@ from shared.services.purge import (
     purge_published_events,
 )
 from shared.settings import Settings
+from tools import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2025, 11, 30, 3, 0, tzinfo=UTC)

@@ -1,6 +1,6 @@
 """Soak (issue 12): a steady mixed load on the real functions for SOAK_SECONDS (default 300).
 
-The functions run exactly as `make dev` runs them (``shared/devstack.py``): one
+The functions run exactly as `make dev` runs them (``tools/devstack.py``): one
 functions-framework subprocess per target on a free port, on this run's PostgreSQL, Redis,
 the Pub/Sub emulator and the Twilio stand-in; the dev stack's emulator sink appends every
 event the relay publishes to ``events.jsonl``. The soak drives the scheduled jobs itself
@@ -59,9 +59,10 @@ from typing import Any
 
 import pytest
 
-from shared.commands import chat
-from shared.devservices import admin_connection
-from shared.devstack import (
+from tests.conftest import Services
+from tools.commands import chat
+from tools.devservices import admin_connection
+from tools.devstack import (
     Console,
     DevOptions,
     DevStack,
@@ -69,7 +70,6 @@ from shared.devstack import (
     load_stack,
     post_json,
 )
-from tests.conftest import Services
 
 pytestmark = [pytest.mark.soak, pytest.mark.pubsub]
 
@@ -100,16 +100,6 @@ PNG = base64.b64decode(
 )
 _CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
 TIMEOUT_SECONDS = SOAK_SECONDS + 600  # start-up, the final drain and checks: well under that
-
-
-# --- the dev stack, with the soak's own timers --------------------------------------------
-
-
-class SoakStack(DevStack):
-    """`make dev`'s stack; the soak runs the scheduled jobs itself, counting each answer."""
-
-    def _start_timers(self, relay_enabled: bool) -> None:
-        return None
 
 
 # --- what happened ------------------------------------------------------------------------
@@ -419,7 +409,14 @@ class Load:
                     )
                 else:
                     self.say(user.phone, "SKIP", ("Reply YES to send",), step="claim/skip")
-            self.say(user.phone, "YES", ("We've sent your claim",), step="claim/yes")
+            said = self.say(
+                user.phone,
+                "YES",
+                ("We've sent your claim", "already sent a claim"),
+                step="claim/yes",
+            )
+            if "already sent a claim" in said:  # this user's same journey again: warned once
+                self.say(user.phone, "YES", ("We've sent your claim",), step="claim/yes-again")
             return True
 
         self.with_user(rng, "claim", claim)
@@ -554,12 +551,14 @@ def timer(stop: threading.Event, every: float, first: float, call: Callable[[], 
 
 
 @pytest.fixture()
-def stack(services: Services, pubsub: str, tmp_path: Path) -> Iterator[SoakStack]:
+def stack(services: Services, pubsub: str, tmp_path: Path) -> Iterator[DevStack]:
     saved = dict(os.environ)
     os.environ.update(FUNCTION_ENVIRONMENT)
     console_log = (tmp_path / "console.log").open("w", encoding="utf-8")
-    running = SoakStack(
-        DevOptions(dev_dir=tmp_path / "dev", free_ports=True), console=Console(console_log)
+    # `make dev`'s stack without its timers: the soak runs the jobs itself, counting answers.
+    running = DevStack(
+        DevOptions(dev_dir=tmp_path / "dev", free_ports=True, timers=False),
+        console=Console(console_log),
     )
     try:
         running.start()
@@ -573,7 +572,7 @@ def stack(services: Services, pubsub: str, tmp_path: Path) -> Iterator[SoakStack
 
 @pytest.mark.timeout(TIMEOUT_SECONDS)
 def test_a_steady_mixed_load_gives_no_5xx_flat_memory_and_every_event_published(
-    stack: SoakStack, services: Services
+    stack: DevStack, services: Services
 ) -> None:
     described = load_stack(stack.dev_dir)
     assert described is not None
@@ -738,7 +737,7 @@ def wait_for_ledger(load: Load, timeout: float) -> dict[str, str]:
         time.sleep(0.5)
 
 
-def log_warnings(stack: SoakStack) -> dict[str, int]:
+def log_warnings(stack: DevStack) -> dict[str, int]:
     """Per function, its JSON log lines at WARNING or above (Cloud Logging would alert)."""
     counts: dict[str, int] = {}
     for running in stack.functions.values():
@@ -752,8 +751,8 @@ def log_warnings(stack: SoakStack) -> dict[str, int]:
     return counts
 
 
-def logs_tail(stack: SoakStack) -> str:
-    from shared.devstack import tail
+def logs_tail(stack: DevStack) -> str:
+    from tools.devstack import tail
 
     return "\n".join(
         f"--- {running.spec.target}\n{tail(running.log_path, 15)}"

@@ -600,6 +600,7 @@ def test_migrations_run_before_the_functions_change(tf: Any) -> None:
 
     assert container["args"] == ["up"]
     assert 'whatsapp-handler migrate "$@"' in script
+    assert '"$MIGRATE_ARCHIVE[migrate]"' in script  # Alembic and SQLAlchemy are an extra
     assert "--auto-iam-authn" in script and "--private-ip" in script
     assert "gcloud run jobs execute" in json.dumps(migrate)
     assert "--wait" in json.dumps(migrate)

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.cli import main
 from tests.terraform.hcl import load
 from tests.terraform.scheduler_standin import SchedulerStandIn
+from tools.cli import main
 
 PROJECT = "railrepay-test"
 REGION = "europe-west2"

@@ -24,8 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pg8000.native
 import pytest
 
-from shared import migrate
 from tests.terraform.hcl import REPO, load
+from tools import migrate
 
 PYTHON = sys.executable
 
@@ -105,8 +105,8 @@ def _install_migrate_archive(tmp_path: Path) -> Path:
     )
     archive = Path(json.loads(built.stdout)["migrate"])
     target = tmp_path / "site"
-    # The job runs `pip install <archive>`; here without dependencies (the project's are
-    # in this interpreter already), with the same isolated setuptools build.
+    # The job runs `pip install <archive>[migrate]`; here without dependencies (the
+    # project's are in this interpreter already), with the same isolated setuptools build.
     subprocess.run(
         [
             PYTHON,
@@ -118,7 +118,7 @@ def _install_migrate_archive(tmp_path: Path) -> Path:
             "--disable-pip-version-check",
             "--target",
             str(target),
-            str(archive),
+            f"{archive}[migrate]",
         ],
         capture_output=True,
         text=True,
@@ -134,9 +134,10 @@ def _cli(site: Path, database_url: str, *args: str) -> subprocess.CompletedProce
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DATABASE_URL")}
     env.update(PYTHONPATH=str(site), DATABASE_URL=database_url)
     probe = (
-        "import sys, shared, shared.cli; "
+        "import sys, shared, tools.cli; "
         f"assert shared.__file__.startswith({str(site)!r}), shared.__file__; "
-        "sys.exit(shared.cli.main(sys.argv[1:]))"
+        f"assert tools.cli.__file__.startswith({str(site)!r}), tools.cli.__file__; "
+        "sys.exit(tools.cli.main(sys.argv[1:]))"
     )
     return subprocess.run(
         [PYTHON, "-c", probe, *args],

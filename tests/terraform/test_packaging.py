@@ -5,12 +5,20 @@ temporary folder, unpack it, and in a fresh interpreter (cwd = the unpacked arch
 PYTHONPATH) load the target the way the Cloud Functions runtime does
 (functions_framework.create_app(target, "main.py")). Every module of ours that gets
 imported must come from the archive, never from the checkout, and every third-party
-distribution it pulls in must be installed by the archive's requirements.txt.
+distribution it pulls in must be installed by the archive's requirements.txt, and no
+module of tools/ (the CLI and the dev stack) may be imported or archived.
+
+Statically, every module of shared/ must be reachable from a function's main.py through
+import statements (lazy ones inside functions count), and every line of the functions'
+requirements.txt must be imported by that code: shared/ holds only what the functions run.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -30,6 +38,7 @@ PYTHON = sys.executable  # the project's .venv interpreter under `make test`
 _PROBE = r"""
 import json, sys
 from importlib import metadata
+from pathlib import Path
 import functions_framework
 
 target = sys.argv[1]
@@ -37,12 +46,24 @@ app = functions_framework.create_app(target=target, source="main.py")
 ours = {}
 third_party = set()
 distributions = metadata.packages_distributions()
+# A namespace package ("google") spans many distributions: name the one owning the file.
+owners = {
+    str(dist.locate_file(file).resolve()): dist.metadata["Name"]
+    for dist in metadata.distributions()
+    for file in dist.files or ()
+    if file.suffix in (".py", ".so")
+}
 for name, module in sorted(sys.modules.items()):
     top = name.split(".")[0]
-    if top in ("main", "shared"):
-        ours[name] = getattr(module, "__file__", None)
+    file = getattr(module, "__file__", None)
+    if top in ("main", "shared", "tools"):
+        ours[name] = file
     elif top in distributions:
-        third_party.update(distributions[top])
+        owner = owners.get(str(Path(file).resolve())) if file else None
+        if owner:
+            third_party.add(owner)
+        elif len(distributions[top]) == 1:
+            third_party.update(distributions[top])
 print(json.dumps({"ours": ours, "third_party": sorted(third_party), "app": type(app).__name__}))
 """
 
@@ -132,6 +153,9 @@ def test_archive_imports_the_target_like_the_local_code(tmp_path: Path, target: 
         if path is not None and not Path(path).resolve().is_relative_to(unpacked.resolve())
     }
     assert outside == {}, "imported from the checkout, not from the archive"
+    tool_modules = sorted(name for name in loaded["ours"] if name.split(".")[0] == "tools")
+    assert tool_modules == [], "a function imports the tools"
+    assert not (unpacked / "tools").exists()
     requirements = [
         line.strip()
         for line in (unpacked / "requirements.txt").read_text().splitlines()
@@ -173,6 +197,7 @@ def test_archive_carries_every_file_of_the_shared_package(tmp_path: Path) -> Non
     assert {"requirements.txt", "main.py"} <= names
     assert "__init__.py" not in names
     assert not any("__pycache__" in name for name in names)
+    assert not any(name.startswith("tools/") for name in names)
 
 
 def test_archives_are_reproducible_and_skip_migration_only_requirements(tmp_path: Path) -> None:
@@ -183,7 +208,8 @@ def test_archives_are_reproducible_and_skip_migration_only_requirements(tmp_path
     assert first.read_bytes() == second.read_bytes()
     with zipfile.ZipFile(first) as zipped:
         names = set(zipped.namelist())
-    assert {"pyproject.toml", "README.md", "migrations/env.py"} <= names
+    assert {"pyproject.toml", "README.md", "migrations/env.py", "tools/cli.py"} <= names
+    assert {"tools/migrate.py", "tools/commands/migrate.py"} <= names
     written = _written_directories()
     if written:
         archive, _ = _build(tmp_path / "c", written[0])
@@ -192,3 +218,131 @@ def test_archives_are_reproducible_and_skip_migration_only_requirements(tmp_path
         assert "functions-framework" in requirements
         assert "alembic" not in requirements
         assert "sqlalchemy" not in requirements
+
+
+# --- shared/ holds only what the functions run --------------------------------------------
+
+# Listed in requirements.txt though no code of ours imports it: redis-py imports it itself.
+_IMPORTED_BY_A_DEPENDENCY = {"hiredis": "redis-py's C reply parser, used when installed"}
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module an `import`/`from ... import` anywhere in the file may name."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _module_file(name: str) -> Path | None:
+    base = REPO.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _reachable_from_the_functions() -> tuple[set[str], set[str]]:
+    """(our modules reachable from functions/*/main.py, third-party names they import)."""
+    pending = [
+        path.relative_to(REPO).with_suffix("").as_posix().replace("/", ".")
+        for path in sorted((REPO / "functions").glob("*/main.py"))
+    ]
+    seen: set[str] = set()
+    third_party: set[str] = set()
+    while pending:
+        module = pending.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        path = _module_file(module)
+        assert path is not None, module
+        parts = module.split(".")
+        pending.extend(".".join(parts[:i]) for i in range(1, len(parts)) if parts[0] == "shared")
+        for name in _imports(path):
+            top = name.split(".")[0]
+            if top in ("shared", "functions", "tools"):
+                if _module_file(name) is not None:
+                    pending.append(name)
+            elif top not in sys.stdlib_module_names and top != "main":
+                third_party.add(name)
+    return seen, third_party
+
+
+def test_every_module_of_shared_is_reachable_from_a_function() -> None:
+    reachable, _ = _reachable_from_the_functions()
+    modules = {
+        path.relative_to(REPO)
+        .with_suffix("")
+        .as_posix()
+        .replace("/", ".")
+        .removesuffix(".__init__")
+        for path in (REPO / "shared").rglob("*.py")
+    }
+
+    assert not any(name.split(".")[0] == "tools" for name in reachable)
+    assert sorted(modules - reachable) == [], "in shared/ but no function runs it: move to tools/"
+
+
+@functools.cache
+def _file_owners() -> dict[Path, str]:
+    return {
+        Path(dist.locate_file(file)).resolve(): dist.metadata["Name"]
+        for dist in metadata.distributions()
+        for file in dist.files or ()
+        if file.suffix in (".py", ".so")
+    }
+
+
+def _distribution_of(name: str) -> str:
+    """The installed distribution a dotted import name comes from (its longest importable prefix)."""
+    parts = name.split(".")
+    for length in range(len(parts), 0, -1):
+        try:
+            spec = importlib.util.find_spec(".".join(parts[:length]))
+        except (ImportError, ValueError):
+            continue
+        if spec is not None and spec.origin and spec.origin not in ("built-in", "frozen"):
+            owner = _file_owners().get(Path(spec.origin).resolve())
+            if owner:
+                return _normalise(owner)
+    raise AssertionError(f"no installed distribution provides {name}")
+
+
+def _function_requirements() -> list[str]:
+    spec = importlib.util.spec_from_file_location("build_sources", BUILD_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text: str = module.function_requirements()
+    return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_the_functions_requirements_are_what_the_functions_import() -> None:
+    _, imported = _reachable_from_the_functions()
+    imported_distributions = {_distribution_of(name) for name in imported}
+    listed = {
+        _normalise(re.split(r"[\[<>=!~;@ ]", line, maxsplit=1)[0])
+        for line in _function_requirements()
+    }
+
+    assert listed - imported_distributions - set(_IMPORTED_BY_A_DEPENDENCY) == set(), (
+        "required but imported by no function: make it an extra for the tools, or drop it"
+    )
+    assert imported_distributions - _requirement_closure(_function_requirements()) == set()
+
+
+def test_nothing_deployed_or_tooled_imports_the_tests_or_the_bench() -> None:
+    importers = {
+        f"{path.relative_to(REPO)}: {name}"
+        for folder in ("shared", "functions", "tools")
+        for path in sorted((REPO / folder).rglob("*.py"))
+        for name in _imports(path)
+        if name.split(".")[0] in ("tests", "bench")
+    }
+
+    assert importers == set()

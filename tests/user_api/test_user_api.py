@@ -189,7 +189,7 @@ def test_health(client: Any, clean_state: Any) -> None:
 
 
 def test_database_down_is_503_never_500(services: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.support.services import free_port
+    from tools.devservices import free_port
 
     monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/none")
     down = functions_framework.create_app(target="user_api", source=SOURCE).test_client()

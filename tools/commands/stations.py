@@ -22,12 +22,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import shared
+
 NAME = "stations"
 HELP = "refresh shared/data/stations.csv from the npm package uk-railway-stations"
 PACKAGE = "uk-railway-stations"
 MIN_STATIONS = 2000
 MAX_MEMBER_BYTES = 5_000_000
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DATA_DIR = Path(shared.__file__).resolve().parent / "data"  # shipped with the functions
 _VERSION_LINE = re.compile(r"version [0-9][0-9A-Za-z.+-]*")
 
 

@@ -1,6 +1,7 @@
 """`whatsapp-handler migrate up | down | status`: Alembic driven from code, never at run time.
 
-Only the CLI imports this module; the functions never pay for Alembic or SQLAlchemy.
+Only the CLI imports this module (it is in tools/, which no function archive carries);
+the functions never pay for Alembic or SQLAlchemy (the `migrate` extra).
 """
 
 from __future__ import annotations

@@ -412,7 +412,7 @@ def chat_loop(
 
 
 def run(args: argparse.Namespace) -> int:
-    from shared.devstack import environment_settings, load_stack
+    from tools.devstack import environment_settings, load_stack
 
     try:
         number = normalise_number(args.number)

@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from shared.devstack import DevOptions, default_dev_dir, run_dev_stack
+    from tools.devstack import DevOptions, default_dev_dir, run_dev_stack
 
     options = DevOptions(
         dev_dir=(args.dev_dir or default_dev_dir()).resolve(),

@@ -90,7 +90,7 @@ def publish(project: str, topic: str, data: bytes, timeout: float = 30) -> str:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from shared.devstack import environment_settings, load_stack, post_json
+    from tools.devstack import environment_settings, load_stack, post_json
 
     if args.text is None and args.content_sid is None:
         print("whatsapp-handler notify: give the text (or --content-sid)", file=sys.stderr)

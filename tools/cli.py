@@ -1,6 +1,6 @@
 """`whatsapp-handler`: the operator and developer command line.
 
-Each subcommand is a module in shared/commands/ exposing ``HELP``,
+Each subcommand is a module in tools/commands/ exposing ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``; modules import their heavy
 dependencies inside ``run`` so `whatsapp-handler --help` stays fast.
 """
@@ -13,7 +13,7 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-import shared.commands
+import tools.commands
 from shared.settings import SettingsError
 
 
@@ -21,10 +21,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     parser = argparse.ArgumentParser(prog="whatsapp-handler", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     modules: dict[str, object] = {}
-    for info in sorted(pkgutil.iter_modules(shared.commands.__path__), key=lambda m: m.name):
+    for info in sorted(pkgutil.iter_modules(tools.commands.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
             continue
-        module = importlib.import_module(f"shared.commands.{info.name}")
+        module = importlib.import_module(f"tools.commands.{info.name}")
         name = getattr(module, "NAME", info.name.replace("_", "-"))
         sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(sub)

@@ -99,7 +99,7 @@ def check_webhook_settings(settings: Any) -> Check:
 
 
 def check_database(settings: Any) -> Check:
-    from shared.devstack import postgres_problem
+    from tools.devstack import postgres_problem
 
     fix = "start PostgreSQL, fix DATABASE_URL, or unset it and run `make dev` (embedded)"
     if not settings.database_url and not settings.cloud_sql_instance:
@@ -121,7 +121,7 @@ def check_database(settings: Any) -> Check:
 
 
 def check_migrations(settings: Any) -> Check:
-    from shared import migrate
+    from tools import migrate
 
     if not settings.database_url:
         if not settings.cloud_sql_instance:
@@ -140,7 +140,7 @@ def check_migrations(settings: Any) -> Check:
 
 
 def check_redis(settings: Any) -> Check:
-    from shared.devstack import redis_problem
+    from tools.devstack import redis_problem
 
     where = redact_url(settings.redis_url)
     problem = redis_problem(settings.redis_url)
@@ -155,7 +155,7 @@ def check_redis(settings: Any) -> Check:
 
 
 def check_pubsub(settings: Any) -> list[Check]:
-    from shared.devservices import emulator_answers
+    from tools.devservices import emulator_answers
 
     emulator = settings.pubsub_emulator_host
     if emulator:
@@ -267,7 +267,7 @@ def check_functions(functions: Mapping[str, str]) -> list[Check]:
 def check_last_dev_run(dev_dir: Path | None) -> Check | None:
     """The line the last `make dev` stopped with, if it could not start (its server's own
     error and what to do)."""
-    from shared.devstack import last_error
+    from tools.devstack import last_error
 
     line = last_error(dev_dir)
     if line is None:
@@ -276,7 +276,7 @@ def check_last_dev_run(dev_dir: Path | None) -> Check | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from shared.devstack import load_stack
+    from tools.devstack import load_stack
 
     stack = None if args.no_dev_stack else load_stack(args.dev_dir)
     if stack is not None and "DATABASE_URL" not in os.environ:
@@ -296,8 +296,8 @@ def run(args: argparse.Namespace) -> int:
     print(settings_check.line())
     if settings is None:
         # Check what does not need the broken setting, so one run shows every problem.
-        from shared.devstack import environment_settings
         from shared.settings import SettingsError
+        from tools.devstack import environment_settings
 
         try:
             settings = environment_settings()

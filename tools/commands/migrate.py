@@ -17,8 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from shared import migrate
     from shared.settings import load_settings
+    from tools import migrate
 
     settings = load_settings("database_url")
     assert settings.database_url is not None  # noqa: S101 - required above

@@ -19,7 +19,8 @@
 
 The dev stack always uses its own generated Twilio credentials and the stand-in, never a
 real Twilio account from the environment, so a developer cannot send real SMS by accident.
-Development tooling: deployed functions never import this module.
+Development tooling: deployed functions never import this module (tests/terraform/
+test_packaging.py checks it).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -45,12 +46,14 @@ from types import FrameType
 from typing import IO, Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
-from shared import devservices
-from shared.devservices import Started, admin_connection
-from shared.devtwilio import RecordedMessage, TwilioStandIn
 from shared.settings import Settings, is_set_in_environment
+from tools import devservices
+from tools.devservices import Started, admin_connection
+from tools.devtwilio import RecordedMessage, TwilioStandIn
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The dev stack's own named queries (the functions' live in shared/sql/).
+DEV_SQL_FILE = Path(__file__).resolve().parent / "sql" / "devstack.sql"
 STACK_FILE = "stack.json"
 LAST_ERROR_FILE = "last-error.txt"  # why the last `make dev` stopped; doctor shows it
 EVENTS_FILE = "events.jsonl"
@@ -237,6 +240,9 @@ class DevOptions:
     jobs_every_seconds: float = 3600.0
     verbose: bool = False
     public_url: str | None = None
+    # POST the scheduled functions on local timers (Cloud Scheduler's part). Off when the
+    # caller runs the jobs itself and wants each answer (tests/soak).
+    timers: bool = True
 
 
 def load_or_create_secrets(dev_dir: Path) -> dict[str, str]:
@@ -302,6 +308,37 @@ class RunningFunction:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
+
+
+@dataclass(frozen=True)
+class Timer:
+    """One scheduled function `make dev` POSTs itself, as Cloud Scheduler would."""
+
+    name: str
+    first_after_seconds: float
+    every_seconds: float
+    always_report: bool  # print every answer, not only those that did something
+    note: str  # shown next to the function in the start-up table
+
+
+def timer_plan(options: DevOptions, functions: Iterable[str], relay_enabled: bool) -> list[Timer]:
+    """The timers a stack with these options and running functions starts (none if off).
+
+    The relay is timed only when events have somewhere to go (the Pub/Sub emulator).
+    """
+    if not options.timers:
+        return []
+    running = set(functions)
+    timers: list[Timer] = []
+    if relay_enabled and "outbox_relay" in running:
+        every = options.relay_every_seconds
+        timers.append(Timer("outbox_relay", 0.5, every, False, f"POSTed every {every:g} s"))
+    jobs = options.jobs_every_seconds
+    for name, delay in (("outbox_purge", 5.0), ("gdpr_cleanup", 6.0)):
+        if name in running:
+            note = f"POSTed {delay:g} s after start, then every {jobs:g} s"
+            timers.append(Timer(name, delay, jobs, True, note))
+    return timers
 
 
 @dataclass
@@ -382,7 +419,7 @@ class DevStack:
             os.environ.pop(name, None)  # would send the stand-in's calls elsewhere
         os.environ.update(environment)
 
-        from shared import migrate
+        from tools import migrate
 
         migrate.upgrade(database_url)
         self.console.say("migrations", migrate.status(database_url))
@@ -689,17 +726,19 @@ class DevStack:
     def _outbox_sink(self, database_url: str) -> None:
         from shared.db import Database
         from shared.events import envelope
+        from shared.queries import parse_queries
         from shared.settings import load_settings
 
+        unpublished = parse_queries(DEV_SQL_FILE.read_text(encoding="utf-8"), DEV_SQL_FILE.name)[
+            "dev_list_unpublished_events_since"
+        ].sql
         database = Database(load_settings())
         self._closers.append(database.close)
         since, seen = self._sink_cursor()
         while not self.stopping.wait(1.0):
             try:
                 with database.unit_of_work() as uow:
-                    rows = uow.fetch_all(
-                        "dev_list_unpublished_events_since", since=since, limit=200
-                    )
+                    rows = uow.run_sql(unpublished, since=since, limit=200)
             except Exception as error:  # the database may be restarting; try again
                 self.console.say("events", f"cannot read the outbox: {error}")
                 continue
@@ -742,15 +781,18 @@ class DevStack:
     # -- scheduler ----------------------------------------------------------------------
 
     def _start_timers(self, relay_enabled: bool) -> None:
-        every = self.options.relay_every_seconds
-        jobs = self.options.jobs_every_seconds
-        if relay_enabled and "outbox_relay" in self.functions:
-            self._thread("timer-relay", lambda: self._every("outbox_relay", every, 0.5, False))
-            self._annotate("outbox_relay", f"POSTed every {every:g} s")
-        for name, delay in (("outbox_purge", 5.0), ("gdpr_cleanup", 6.0)):
-            if name in self.functions:
-                self._thread(f"timer-{name}", partial(self._every, name, jobs, delay, True))
-                self._annotate(name, f"POSTed {delay:g} s after start, then every {jobs:g} s")
+        for timer in timer_plan(self.options, self.functions, relay_enabled):
+            self._thread(
+                f"timer-{timer.name}",
+                partial(
+                    self._every,
+                    timer.name,
+                    timer.every_seconds,
+                    timer.first_after_seconds,
+                    timer.always_report,
+                ),
+            )
+            self._annotate(timer.name, timer.note)
 
     def _annotate(self, name: str, note: str) -> None:
         self.rows = [

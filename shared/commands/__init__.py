@@ -1,1 +1,0 @@
-"""One module per `whatsapp-handler` subcommand (discovered by shared/cli.py)."""

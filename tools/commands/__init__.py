@@ -1,0 +1,1 @@
+"""One module per `whatsapp-handler` subcommand (discovered by tools/cli.py)."""
