@@ -20,6 +20,7 @@ text it says comes from the catalogue in shared/replies, in the passenger's lang
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -42,7 +43,6 @@ if TYPE_CHECKING:  # the station list loads on the first stations answer (D87)
 STATE_VERSION = 1
 MAX_TICKET_FILES = 10
 MAX_REPLACED_CODES = 3
-MAX_SUBMITTED = 10
 _ID_NAMESPACE = UUID("6f1d8a52-3c4b-5e7f-9a0b-1c2d3e4f5a6b")
 DEFAULT_LANGUAGE = "en-GB"  # user_preferences.language's column default
 
@@ -217,9 +217,6 @@ class ConversationState:
     # When the message that saved this state came (read from the stored JSON): a claim
     # left this long (ConversationConfig.conversation_idle_seconds) is dropped, and said so.
     saved_at: datetime | None = None
-    # Journeys sent in this conversation's life (fingerprint, when), for the warning
-    # before the same journey is sent twice; kept across a dropped claim.
-    submitted: tuple[tuple[str, datetime], ...] = ()
     # At CLAIM_STATIONS: names that fit several stations, the first one asked now.
     choices: tuple[StationChoice, ...] = ()
     # At CLAIM_TIME: (hour 1-12, minute) of a time given without am or pm.
@@ -236,6 +233,9 @@ class UserView:
     terms_version: str | None
     notifications_enabled: bool = True
     language: str = DEFAULT_LANGUAGE
+    # Journeys this user sent within the claim window, (fingerprint, when) oldest first,
+    # from the database (D125: the warning before the same journey goes twice).
+    recent_journeys: tuple[tuple[str, datetime], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -329,6 +329,9 @@ class SubmitJourney:
     destination: str
     departure: datetime
     ticket: tuple[Media, ...]
+    # journey_fingerprint of it: the shell records it beside the outbox row, for the
+    # warning when the same journey comes again within the claim window.
+    fingerprint: str
     # The resolved stations (all four, or none for a draft saved before them).
     origin_crs: str | None = None
     destination_crs: str | None = None
@@ -708,15 +711,13 @@ def step(
     user = inbound.user
     if user is not None and user.blocked:
         return Decision(None, (), say(user.language, R.BLOCKED, email=config.support_email))
-    dropped, submitted = False, state.submitted if state is not None else ()
+    dropped = False
     if state is not None and is_idle(state, now, config):
         dropped = state.phase in CLAIM_PHASES and state.claim is not None
         state = None  # a new conversation, as if the state had expired
     elif state is None and inbound.claim_dropped and user is not None and user.verified:
         dropped = True  # the state expired; its marker said a claim was in progress
     current = reconcile(state, user, config, inbound.message_sid)
-    if submitted and not current.submitted and user is not None:
-        current = replace(current, submitted=submitted)
     command = parse_command(inbound.text, current.phase)
     turn = Turn(
         state=current,
@@ -1491,9 +1492,11 @@ def decline_proposal(turn: Turn) -> Decision:
 def journey_fingerprint(
     journey_date: date, origin: str, destination: str, departure: datetime
 ) -> str:
-    """The same journey however it was typed: day, stations (case and spaces aside), time."""
+    """The same journey however it was typed: day, stations (case and spaces aside), time,
+    as a SHA-256 digest, so the record the database keeps of it reads as no journey."""
     names = (" ".join(name.casefold().split()) for name in (origin, destination))
-    return "|".join((journey_date.isoformat(), *names, claims.describe_time(departure)))
+    journey = "|".join((journey_date.isoformat(), *names, claims.describe_time(departure)))
+    return hashlib.sha256(journey.encode()).hexdigest()
 
 
 def _resolved_fields(draft: ClaimDraft) -> dict[str, str]:
@@ -1529,8 +1532,10 @@ def submit_claim(turn: Turn) -> Decision:
         draft.departure,
     )
     window = timedelta(days=turn.config.claim_window_days)
-    recent = tuple((seen, when) for seen, when in turn.state.submitted if turn.now - when <= window)
-    before = [when for seen, when in recent if seen == fingerprint]
+    sent_before = turn.inbound.user.recent_journeys if turn.inbound.user else ()
+    before = [
+        when for seen, when in sent_before if seen == fingerprint and turn.now - when <= window
+    ]
     if before and not draft.duplicate_warned:
         warned = replace(turn.state, claim=replace(draft, duplicate_warned=True))
         return turn.move(warned, turn.say(R.DUPLICATE_JOURNEY, when=_day_of(before[-1])))
@@ -1539,7 +1544,6 @@ def submit_claim(turn: Turn) -> Decision:
         phase=Phase.MENU,
         claim=None,
         proposal=None,
-        submitted=(*recent, (fingerprint, turn.now))[-MAX_SUBMITTED:],
     )
     submitted = SubmitJourney(
         journey_id=draft.journey_id,
@@ -1548,6 +1552,7 @@ def submit_claim(turn: Turn) -> Decision:
         destination=draft.destination,
         departure=draft.departure,
         ticket=draft.ticket,
+        fingerprint=fingerprint,
         **_resolved_fields(draft),
     )
     return turn.move(
@@ -1748,7 +1753,6 @@ def state_to_json(state: ConversationState, saved_at: datetime | None = None) ->
         "proposal": _draft_json(state.proposal),
         "resend_after": state.resend_after.isoformat() if state.resend_after else None,
         "replaced_codes": list(state.replaced_codes),
-        "submitted": [[seen, when.isoformat()] for seen, when in state.submitted],
         "choices": [
             {"side": choice.side, "typed": choice.typed, "candidates": choice.candidates}
             for choice in state.choices
@@ -1788,13 +1792,6 @@ def _aware(raw: Any) -> datetime | None:
         return None
     moment = datetime.fromisoformat(raw)
     if moment.tzinfo is None:
-        raise _Unreadable
-    return moment
-
-
-def _required_aware(raw: Any) -> datetime:
-    moment = _aware(raw)
-    if moment is None:
         raise _Unreadable
     return moment
 
@@ -1858,9 +1855,6 @@ def _state_from_body(body: Any, saved_at: datetime | None = None) -> Conversatio
             proposal=_draft_from(body.get("proposal")),
             resend_after=_aware(body.get("resend_after")),
             replaced_codes=tuple(str(item) for item in body.get("replaced_codes") or ()),
-            submitted=tuple(
-                (str(seen), _required_aware(when)) for seen, when in body.get("submitted") or ()
-            ),
             saved_at=saved_at,
             choices=_choices_from(body.get("choices")),
             pending_hour=_hour_from(body.get("pending_hour")),

@@ -301,7 +301,7 @@ def test_two_concurrent_ups_both_succeed_and_leave_one_copy(fresh_database_url: 
             connection.run("SELECT count(*) FROM pg_tables WHERE schemaname = 'whatsapp_handler'")[
                 0
             ][0]
-            == 5
+            == 6  # users, preferences, outbox, notifications, replay record, journey record
         )
     finally:
         connection.close()
@@ -410,3 +410,46 @@ def test_the_replay_record_table_refuses_what_is_no_message_sid_and_goes_down_al
     finally:
         connection.close()
     assert migrate.current_revision(fresh_database_url) == "0003"
+
+
+def test_the_journey_record_holds_digests_goes_with_its_user_and_goes_down_alone(
+    fresh_database_url: str,
+) -> None:
+    """0005 (issue 20, D125): one row per user and journey digest, of SHA-256's shape only,
+    deleted with its user; its `down` drops that table and leaves 0004's schema whole."""
+    migrate.upgrade(fresh_database_url)
+    connection = _admin(fresh_database_url)
+    insert = "INSERT INTO whatsapp_handler.submitted_journeys VALUES (:user_id, :digest, now())"
+    try:
+        (user,) = rows(
+            connection,
+            "INSERT INTO whatsapp_handler.users (phone_number) VALUES ('+447700900123')"
+            " RETURNING id",
+        )
+        connection.run(insert, user_id=user["id"], digest="ab" * 32)
+        with pytest.raises(pg8000.native.DatabaseError) as raised:
+            connection.run(insert, user_id=user["id"], digest="ab" * 32)
+        assert raised.value.args[0]["C"] == "23505"  # one row per user and journey
+        for bad in ("Leeds|York", "AB" * 32, "ab" * 31):
+            with pytest.raises(pg8000.native.DatabaseError) as raised:
+                connection.run(insert, user_id=user["id"], digest=bad)
+            assert raised.value.args[0]["C"] in ("23514", "22001"), bad
+        connection.run("DELETE FROM whatsapp_handler.users")
+        assert rows(connection, "SELECT * FROM whatsapp_handler.submitted_journeys") == []
+    finally:
+        connection.close()
+
+    migrate.downgrade(fresh_database_url, "0004")
+
+    connection = _admin(fresh_database_url)
+    try:
+        tables = rows(
+            connection,
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'whatsapp_handler'"
+            " ORDER BY tablename",
+        )
+        assert "submitted_journeys" not in [row["tablename"] for row in tables]
+        assert "handled_messages" in [row["tablename"] for row in tables]
+    finally:
+        connection.close()
+    assert migrate.current_revision(fresh_database_url) == "0004"

@@ -445,6 +445,13 @@ class _Execution:
                     )
                 )
             case SubmitJourney():
+                # With the outbox row, in its round trip: the warning next time (D125).
+                uow.execute_later(
+                    "record_submitted_journey",
+                    user_id=self._user(),
+                    fingerprint=effect.fingerprint,
+                    submitted_at=now,
+                )
                 self._publish(
                     events.journey_submitted(
                         self._user(),
@@ -593,6 +600,9 @@ def _user_view(row: Row | None) -> UserView | None:
         terms_version=row["terms_version"],
         notifications_enabled=row["notification_enabled"] is not False,
         language=str(row["language"] or conversation.DEFAULT_LANGUAGE),
+        recent_journeys=tuple(
+            zip(row["journey_fingerprints"] or (), row["journey_submitted_ats"] or (), strict=True)
+        ),
     )
 
 
@@ -756,6 +766,7 @@ def _decide_and_commit(
             phone_number=message.phone_number,
             now=now,
             message_sid=message.message_sid,
+            journeys_since=now - timedelta(days=config.claim_window_days),
         )
         if found is None or not found["first_delivery"]:
             # The replay record has this MessageSid: it changed state before, however long

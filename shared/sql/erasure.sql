@@ -38,6 +38,10 @@ WITH erased AS (
 ), preferences AS (
     DELETE FROM whatsapp_handler.user_preferences
      WHERE user_id IN (SELECT id FROM erased)
+), journeys AS (
+    -- The digests of the journeys they sent (D125): an anonymising UPDATE fires no cascade.
+    DELETE FROM whatsapp_handler.submitted_journeys
+     WHERE user_id IN (SELECT id FROM erased)
 ), scrubbed AS (
     UPDATE whatsapp_handler.outbox_events
        SET payload = payload - 'origin' - 'destination' - 'media' - 'ticket_media'

@@ -322,9 +322,6 @@ _states = st.one_of(
         resend_after=st.one_of(st.none(), _aware_moments),
         replaced_codes=st.lists(st.just("ab" * 32), max_size=2).map(tuple),
         saved_at=st.one_of(st.none(), _aware_moments),
-        submitted=st.lists(
-            st.tuples(st.just("2026-11-23|leeds|york|08:02"), _aware_moments), max_size=2
-        ).map(tuple),
     ),
 )
 _users = st.one_of(
@@ -337,6 +334,9 @@ _users = st.one_of(
         terms_version=st.sampled_from([None, "v1", "v2"]),
         notifications_enabled=st.booleans(),
         language=st.sampled_from(["en-GB", "cy-GB"]),
+        recent_journeys=st.lists(st.tuples(st.just("ab" * 32), _aware_moments), max_size=2).map(
+            tuple
+        ),
     ),
 )
 _texts = st.one_of(

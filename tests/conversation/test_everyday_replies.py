@@ -490,7 +490,6 @@ def test_new_fields_round_trip_through_json() -> None:
         resend_after=RETRY_AT,
         replaced_codes=("ab" * 32,),
         saved_at=NOW,
-        submitted=(("2026-11-23|leeds|york|08:02", NOW),),
     )
     assert c.state_from_json(c.state_to_json(full)) == full
 
@@ -510,18 +509,36 @@ def test_an_older_code_is_checked_against_the_codes_a_resend_replaced() -> None:
     assert verified.state is not None and verified.state.replaced_codes == ()
 
 
+def sent_with(decision: c.Decision, when: datetime) -> c.UserView:
+    """VERIFIED as the database reads it back once the submitted journey is recorded."""
+    (submitted,) = decision.effects
+    assert isinstance(submitted, c.SubmitJourney)
+    return replace(VERIFIED, recent_journeys=((submitted.fingerprint, when),))
+
+
 def test_the_same_journey_sent_twice_is_warned_about_before_it_goes_again() -> None:
     sent = step(summary(), "YES", VERIFIED)
     assert kinds(sent) == ["SubmitJourney"] and sent.state is not None
     again = replace(
         sent.state, phase=c.Phase.CLAIM_CONFIRM, claim=replace(REVIEWED, origin="LEEDS")
     )
-    warned = step(again, "YES", VERIFIED)
+    warned = step(again, "YES", sent_with(sent, NOW))
     assert warned.effects == () and phase_of(warned) is c.Phase.CLAIM_CONFIRM
     assert "already sent a claim for this journey on Tuesday 24 November 2026" in warned.reply
     assert warned.state is not None
-    assert kinds(step(warned.state, "YES", VERIFIED)) == ["SubmitJourney"]
-    assert "What would you like to change?" in step(warned.state, "NO", VERIFIED).reply
+    assert kinds(step(warned.state, "YES", sent_with(sent, NOW))) == ["SubmitJourney"]
+
+
+def test_the_journey_record_is_a_digest_of_day_stations_and_time() -> None:
+    sent = step(summary(), "YES", VERIFIED)
+    (submitted,) = sent.effects
+    assert isinstance(submitted, c.SubmitJourney)
+    assert len(submitted.fingerprint) == 64 and set(submitted.fingerprint) <= set(
+        "0123456789abcdef"
+    )
+    assert "leeds" not in submitted.fingerprint.casefold()
+    retyped = step(summary(origin=" leeds ", destination="YORK"), "YES", VERIFIED)
+    assert retyped.effects[0].fingerprint == submitted.fingerprint  # type: ignore[union-attr]
 
 
 def test_another_journey_or_one_sent_outside_the_window_goes_without_a_warning() -> None:
@@ -532,24 +549,24 @@ def test_another_journey_or_one_sent_outside_the_window_goes_without_a_warning()
         phase=c.Phase.CLAIM_CONFIRM,
         claim=replace(REVIEWED, departure=datetime(2026, 11, 23, 9, 2, tzinfo=UK)),
     )
-    assert kinds(step(later_train, "YES", VERIFIED)) == ["SubmitJourney"]
-    long_ago = replace(
-        sent.state,
-        phase=c.Phase.CLAIM_CONFIRM,
-        claim=REVIEWED,
-        submitted=((sent.state.submitted[0][0], NOW - timedelta(days=29)),),
-    )
-    assert kinds(step(long_ago, "YES", VERIFIED)) == ["SubmitJourney"]
+    assert kinds(step(later_train, "YES", sent_with(sent, NOW))) == ["SubmitJourney"]
+    same = replace(sent.state, phase=c.Phase.CLAIM_CONFIRM, claim=REVIEWED)
+    long_ago = sent_with(sent, NOW - timedelta(days=29))
+    assert kinds(step(same, "YES", long_ago)) == ["SubmitJourney"]
+    within = sent_with(sent, NOW - timedelta(days=20))
+    assert kinds(step(same, "YES", within)) == []
 
 
-def test_journeys_sent_are_remembered_across_a_dropped_claim() -> None:
+def test_journeys_sent_are_remembered_after_the_conversation_expired() -> None:
+    """The record is the user's (the database), not the 24 h state: a claim sent days ago
+    and retyped in a new conversation is still warned about."""
     sent = step(summary(), "YES", VERIFIED)
-    assert sent.state is not None
-    stale = replace(
-        sent.state, phase=c.Phase.CLAIM_TIME, claim=DRAFT, saved_at=NOW - timedelta(hours=25)
-    )
-    decision = step(stale, "hi", VERIFIED)
-    assert decision.state is not None and decision.state.submitted == sent.state.submitted
+    days_later = replace(VERIFIED, recent_journeys=sent_with(sent, NOW).recent_journeys)
+    fresh = step(None, "CLAIM", days_later)
+    assert fresh.state is not None
+    retyped = replace(fresh.state, phase=c.Phase.CLAIM_CONFIRM, claim=REVIEWED)
+    warned = step(retyped, "YES", days_later)
+    assert warned.effects == () and "already sent a claim for this journey" in warned.reply
 
 
 def test_codes_used_up_while_resend_is_refused_say_when_it_works_again() -> None:
