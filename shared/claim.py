@@ -41,6 +41,8 @@ from zoneinfo import ZoneInfo
 
 from dateutil import parser as date_parser
 
+from shared.replies import R, say
+
 if TYPE_CHECKING:
     from shared import stations as gb
 
@@ -108,12 +110,24 @@ _ORDINAL_DAY = _LazyPattern(r"^(?:on\s+)?(?:the\s+)?(?P<day>[0-9]{1,2})(?:st|nd|
 # Two defaults that differ in day, month and year (both leap years, both 31-day months):
 # a field the text did not give takes the default, so the two parses disagree on it.
 _NEAR_FUTURE_DAYS = 60
+ENGLISH = "en-GB"  # Rejected.reason's language
 _PROBE_DEFAULTS = (datetime(2000, 1, 1), datetime(2004, 12, 28))
 
 
 @dataclass(frozen=True)
 class Rejected:
+    """An answer refused: ``reason`` in English (logs, tests); ``key`` and ``values`` say
+    it in the passenger's language (``replies.say``)."""
+
     reason: str
+    key: R | None = None
+    values: tuple[tuple[str, object], ...] = ()
+
+
+def refused(key: R, **values: object) -> Rejected:
+    """A refusal worded by the catalogue (D126): English here, the passenger's language
+    when the conversation says it."""
+    return Rejected(say(ENGLISH, key, **values), key, tuple(values.items()))
 
 
 @dataclass(frozen=True)
@@ -138,23 +152,20 @@ def parse_journey_date(text: str, *, now: datetime, window_days: int) -> date | 
     today = uk_today(now)
     cleaned = _clean(text)
     if not cleaned or len(cleaned) > MAX_ANSWER_CHARS:
-        return Rejected("I couldn't read that date.")
+        return refused(R.REASON_DATE_UNREAD)
     found: date | Rejected | None = _relative_date(cleaned, today)
     if found is None:
         found = _calendar_date(cleaned, today)
     if isinstance(found, Rejected):
         return found
     if found is None:
-        return Rejected("I couldn't read that date.")
+        return refused(R.REASON_DATE_UNREAD)
     # Say what we understood, so a misread ("12/01" for 1 December) shows at once.
-    understood = f"{' '.join(text.split())} reads as {describe_date(found)}"
+    understood = {"typed": " ".join(text.split()), "date": describe_date(found)}
     if found > today:
-        return Rejected(f"{understood}, which is in the future.")
+        return refused(R.REASON_DATE_IN_FUTURE, **understood)
     if (today - found).days > window_days:
-        return Rejected(
-            f"{understood}, more than {window_days} days ago "
-            f"(claims must be made within {window_days} days of travel)."
-        )
+        return refused(R.REASON_DATE_TOO_OLD, **understood, days=window_days)
     return found
 
 
@@ -228,7 +239,7 @@ def _calendar_date(cleaned: str, today: date) -> date | Rejected | None:
             continue
         if candidate <= today + timedelta(days=_NEAR_FUTURE_DAYS):
             return candidate
-    return Rejected("That date is not in the last year.")
+    return refused(R.REASON_DATE_NOT_THIS_YEAR)
 
 
 _SEPARATOR = r"(?:\s+to\s+|\s+-+\s+|\s*[\u2013\u2014\u2192]\s*|\s*-+>\s*|\s+>\s+)"
@@ -249,31 +260,31 @@ def parse_stations(text: str) -> Stations | Rejected:
     one is ``parse_station_answer``."""
     tidy = " ".join(text.split())
     if len(tidy) > 2 * MAX_STATION_CHARS + 10 + MAX_ANSWER_CHARS:
-        return Rejected("That's longer than two station names.")
+        return refused(R.REASON_STATIONS_TOO_LONG)
     rest = _drop_phrases(_take_when(tidy)[0])
     if len(rest) > 2 * MAX_STATION_CHARS + 10:
-        return Rejected("That's longer than two station names.")
+        return refused(R.REASON_STATIONS_TOO_LONG)
     match = _STATIONS.match(rest)
     if not match:
-        return Rejected("I need both stations, with 'to' between them.")
+        return refused(R.REASON_STATIONS_BOTH)
     origin = match["origin"].strip(" ,.")
     destination = match["destination"].strip(" ,.")
     checked = _check_names(origin, destination)
     if checked is not None:
         return checked
     if origin.casefold() == destination.casefold():
-        return Rejected("The two stations are the same.")
+        return refused(R.REASON_SAME_STATIONS)
     return Stations(origin=origin, destination=destination)
 
 
 def _check_names(origin: str, destination: str) -> Rejected | None:
     if _HAS_SEPARATOR.search(destination):
-        return Rejected("Please give just two stations: where you got on and where you got off.")
+        return refused(R.REASON_STATIONS_JUST_TWO)
     for name in (origin, destination):
         if not any(character.isalpha() for character in name):
-            return Rejected("A station name needs letters.")
+            return refused(R.REASON_STATION_LETTERS)
         if len(name) > MAX_STATION_CHARS:
-            return Rejected(f"Station names are at most {MAX_STATION_CHARS} characters.")
+            return refused(R.REASON_STATION_TOO_LONG, limit=MAX_STATION_CHARS)
     return None
 
 
@@ -466,7 +477,7 @@ def _read_stations(
 
     rest = _drop_phrases(rest)
     if len(rest) > 2 * MAX_STATION_CHARS + 10:
-        return Rejected("That's longer than two station names.")
+        return refused(R.REASON_STATIONS_TOO_LONG)
     match = _STATIONS.match(rest)
     if match:
         origin = match["origin"].strip(" ,.")
@@ -479,7 +490,7 @@ def _read_stations(
         found = _split_unmarked(rest, index)
         if found is not None:
             return found
-    return Rejected("I need both stations, with 'to' between them.")
+    return refused(R.REASON_STATIONS_BOTH)
 
 
 def parse_station_answer(
@@ -494,7 +505,7 @@ def parse_station_answer(
 
     tidy = " ".join(text.split())
     if len(tidy) > 2 * MAX_STATION_CHARS + 10 + MAX_ANSWER_CHARS:
-        return Rejected("That's longer than two station names.")
+        return refused(R.REASON_STATIONS_TOO_LONG)
     rest, date_text, time_text = _take_when(tidy)
     found = _read_stations(rest, index, marked_only=False)
     if isinstance(found, Rejected):
@@ -505,7 +516,7 @@ def parse_station_answer(
         and isinstance(destination_match, gb.Match)
         and origin_match.station == destination_match.station
     ) or origin.casefold() == destination.casefold():
-        return Rejected("The two stations are the same.")
+        return refused(R.REASON_SAME_STATIONS)
     return StationAnswer(
         origin=origin,
         destination=destination,
@@ -602,7 +613,7 @@ def _spoken_time(cleaned: str) -> tuple[int, int] | None:
 
 def _ambiguous(hour: int, minute: int) -> AmbiguousHour:
     shown = f"{hour}" if minute == 0 else f"{hour}:{minute:02d}"
-    return AmbiguousHour(f"Is that {shown}am or {shown}pm?", hour=hour, minute=minute)
+    return AmbiguousHour(say(ENGLISH, R.AM_OR_PM, time=shown), hour=hour, minute=minute)
 
 
 def parse_departure_time(text: str) -> time | Rejected:
@@ -632,14 +643,14 @@ def parse_departure_time(text: str) -> time | Rejected:
         minute = int(clock["minute"]) if clock["minute"] else None
         half = clock["half"][0] if clock["half"] else None
     else:
-        return Rejected("I couldn't read that time.")
+        return refused(R.REASON_TIME_UNREAD)
     if half is not None and day_half is not None and half != day_half:
-        return Rejected("That time says both am and pm.")
+        return refused(R.REASON_TIME_AM_AND_PM)
     if half is None and day_half is not None and hour <= 12:
         half = day_half  # "8:15 in the evening"; "20:15 in the evening" is already clear
     if half is not None:
         if not 1 <= hour <= 12 or (minute is not None and minute > 59):
-            return Rejected("That isn't a time on the clock.")
+            return refused(R.REASON_TIME_NOT_ON_CLOCK)
         hour = hour % 12 + (12 if half == "p" else 0)
         return time(hour, minute or 0)
     if minute is None:
@@ -647,7 +658,7 @@ def parse_departure_time(text: str) -> time | Rejected:
             return _ambiguous(hour, 0)
         minute = 0
     if hour > 23 or minute > 59:
-        return Rejected("That isn't a time on the clock.")
+        return refused(R.REASON_TIME_NOT_ON_CLOCK)
     return time(hour, minute)
 
 
@@ -696,9 +707,9 @@ def departure_at(journey_date: date, departure: time, *, now: datetime) -> datet
     local = datetime.combine(journey_date, departure, tzinfo=UK)
     round_trip = local.astimezone(ZoneInfo("UTC")).astimezone(UK)
     if round_trip.replace(tzinfo=None) != local.replace(tzinfo=None):
-        return Rejected("The clocks went forward that night, so that time didn't exist.")
+        return refused(R.REASON_TIME_CLOCKS_FORWARD)
     if local > now:
-        return Rejected("That time hasn't come yet today.")
+        return refused(R.REASON_TIME_NOT_YET)
     return local
 
 

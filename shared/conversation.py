@@ -35,7 +35,7 @@ import msgspec
 from shared import claim as claims
 from shared.events import Media
 from shared.otp import OtpCheck, OtpResult, is_code_shaped
-from shared.replies import R, is_complete, say, say_reason
+from shared.replies import R, is_complete, say
 
 if TYPE_CHECKING:  # the station list loads on the first stations answer (D87)
     from shared import stations as gb
@@ -560,8 +560,10 @@ class Turn:
         return say(self.state.language, key, **values)
 
     def reason(self, refused: claims.Rejected) -> str:
-        """A parser's refusal reason, from the catalogue where it has one."""
-        return say_reason(self.state.language, refused.reason)
+        """A parser's refusal reason in the passenger's language (D126)."""
+        if refused.key is None:
+            return refused.reason
+        return say(self.state.language, refused.key, **dict(refused.values))
 
     def prompt(self, state: ConversationState | None = None) -> str:
         return prompt(state or self.state, self.config, self.now)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from shared.replies import cy, en
 from shared.replies.keys import R
 
-__all__ = ["R", "catalogue", "is_complete", "reason_key", "say", "say_reason"]
+__all__ = ["R", "catalogue", "is_complete", "say"]
 
 
 # By BCP 47 primary subtag.
@@ -32,24 +32,6 @@ def say(language: str, key: R, **values: object) -> str:
     """The text of ``key`` in ``language``, falling back to English for a missing key."""
     template = catalogue(language).get(key) or en.TEXTS[key]
     return template.format(**values) if values else template
-
-
-# The parsers' refusal reasons (shared/claim.py words them in English) by their text.
-_REASONS: Mapping[str, R] = {
-    text: key for key, text in en.TEXTS.items() if key.value.startswith("reason_")
-}
-
-
-def reason_key(reason: str) -> R | None:
-    """The catalogue key of a parser's fixed refusal reason (None for one with values)."""
-    return _REASONS.get(reason)
-
-
-def say_reason(language: str, reason: str) -> str:
-    """A parser's refusal reason in ``language``: a fixed one through its catalogue key,
-    one with values in it (a date read back) as the parser wrote it."""
-    key = reason_key(reason)
-    return reason if key is None else say(language, key)
 
 
 def is_complete(language: str) -> bool:

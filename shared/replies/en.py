@@ -214,6 +214,12 @@ TEXTS: Mapping[R, str] = {
     R.REASON_TIME_NOT_ON_CLOCK: "That isn't a time on the clock.",
     R.REASON_TIME_CLOCKS_FORWARD: "The clocks went forward that night, so that time didn't exist.",
     R.REASON_TIME_NOT_YET: "That time hasn't come yet today.",
+    R.REASON_DATE_IN_FUTURE: "{typed} reads as {date}, which is in the future.",
+    R.REASON_DATE_TOO_OLD: (
+        "{typed} reads as {date}, more than {days} days ago "
+        "(claims must be made within {days} days of travel)."
+    ),
+    R.REASON_STATION_TOO_LONG: "Station names are at most {limit} characters.",
     R.LANGUAGE_SET: "OK, we'll reply in English.",
     R.LANGUAGE_PARTIAL: (
         "Diolch! We've saved Welsh (Cymraeg) as your language; our Welsh replies aren't "

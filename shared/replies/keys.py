@@ -116,8 +116,7 @@ class R(StrEnum):
     STATION_OPTION = "station_option"
     REASON_SAME_STATIONS = "reason_same_stations"
     AM_OR_PM = "am_or_pm"
-    # The parsers' fixed refusal reasons (shared/claim.py), worded exactly as it words
-    # them: ``say_reason`` finds a reason's key by its English text.
+    # The parsers' refusal reasons (shared/claim.py refuses with these keys and values).
     REASON_DATE_UNREAD = "reason_date_unread"
     REASON_DATE_NOT_THIS_YEAR = "reason_date_not_this_year"
     REASON_STATIONS_TOO_LONG = "reason_stations_too_long"
@@ -129,3 +128,6 @@ class R(StrEnum):
     REASON_TIME_NOT_ON_CLOCK = "reason_time_not_on_clock"
     REASON_TIME_CLOCKS_FORWARD = "reason_time_clocks_forward"
     REASON_TIME_NOT_YET = "reason_time_not_yet"
+    REASON_DATE_IN_FUTURE = "reason_date_in_future"
+    REASON_DATE_TOO_OLD = "reason_date_too_old"
+    REASON_STATION_TOO_LONG = "reason_station_too_long"

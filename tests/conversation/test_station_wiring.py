@@ -233,23 +233,30 @@ def test_what_one_message_left_out_is_asked_and_nothing_else() -> None:
 # --- the parsers' refusal reasons come from the catalogue ---------------------------------
 
 
-def test_every_fixed_refusal_reason_of_the_parsers_has_a_catalogue_entry() -> None:
+def test_every_refusal_of_the_parsers_is_worded_by_the_catalogue() -> None:
+    """D126: shared/claim.py builds no reason text of its own: each refusal is
+    ``refused(R.<key>, ...)`` (or the am/pm question, keyed too)."""
     import ast
     import inspect
 
-    from shared import claim, replies
+    from shared import claim
 
-    fixed = {
-        node.args[0].value
-        for node in ast.walk(ast.parse(inspect.getsource(claim)))
+    tree = ast.parse(inspect.getsource(claim))
+    worded_here = [
+        node.lineno
+        for node in ast.walk(tree)
         if isinstance(node, ast.Call)
-        and getattr(node.func, "id", None) == "Rejected"
+        and getattr(node.func, "id", None) in ("Rejected", "AmbiguousHour")
         and node.args
-        and isinstance(node.args[0], ast.Constant)
-    }
-    assert len(fixed) >= 10
-    missing = {text for text in fixed if replies.reason_key(text) is None}
-    assert missing == set()
+        and isinstance(node.args[0], (ast.Constant, ast.JoinedStr))
+    ]
+    assert worded_here == []
+    keyed = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "refused"
+    ]
+    assert len(keyed) >= 20
 
 
 def test_a_refusal_reason_is_said_in_the_passengers_language(
@@ -266,3 +273,26 @@ def test_a_refusal_reason_is_said_in_the_passengers_language(
     assert asked.reply.startswith(welsh[R.REASON_TIME_UNREAD])
     english = step(state(c.Phase.CLAIM_TIME), "blah")
     assert english.reply.startswith("I couldn't read that time.")
+
+
+def test_a_refusal_with_values_is_said_in_the_passengers_language(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The date read back, in a translation's words (issue 20: value-bearing reasons)."""
+    from shared import replies
+    from shared.replies import R
+
+    welsh = {R.REASON_DATE_TOO_OLD: "Mae {typed} yn golygu {date}, dros {days} diwrnod yn ôl."}
+    monkeypatch.setitem(replies.CATALOGUES, "cy", welsh)
+    asked = step(
+        state(c.Phase.CLAIM_DATE, language="cy-GB"),
+        "12/01/2026",
+        replace(VERIFIED, language="cy-GB"),
+    )
+    assert asked.reply.startswith(
+        "Mae 12/01/2026 yn golygu Monday 12 January 2026, dros 28 diwrnod yn ôl."
+    )
+    english = step(state(c.Phase.CLAIM_DATE), "12/01/2026")
+    assert english.reply.startswith(
+        "12/01/2026 reads as Monday 12 January 2026, more than 28 days ago"
+    )
