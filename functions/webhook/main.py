@@ -15,39 +15,28 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from urllib.parse import parse_qsl, urlparse
+from urllib.parse import urlparse
 
 import flask
 import functions_framework
 import redis
 from twilio.request_validator import RequestValidator, add_port, remove_port
-from werkzeug.datastructures import MultiDict
 
 from shared import startup, twiml
 from shared.adapters.redis_client import redis_client
+from shared.adapters.twilio_form import is_message_sid, parse_twilio_form, read_form
 from shared.db import Database
 from shared.errors import (
-    BadRequest,
     Forbidden,
-    PayloadTooLarge,
-    UnsupportedMediaType,
     WhatsAppHandlerError,
 )
 from shared.http import bind_request_context, error_response, health_response, json_response
 from shared.logs import configure_logging, get_logger
 from shared.services.delivery_status import record_delivery_status
-from shared.services.inbound import (
-    WebhookServices,
-    handle_inbound,
-    is_message_sid,
-    parse_twilio_form,
-)
+from shared.services.inbound import WebhookServices, handle_inbound
 from shared.settings import Settings, SettingsError, load_settings
 
 log = get_logger("webhook")
-
-FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
-MAX_FORM_FIELDS = 200
 
 
 @dataclass(frozen=True)
@@ -74,30 +63,6 @@ def deps() -> Deps:
 
 class MethodNotAllowed(WhatsAppHandlerError):
     status_code = 405
-
-
-def read_form(request: flask.Request, max_bytes: int) -> MultiDict[str, str]:
-    """The posted form, read by us so its size is bounded before anything is parsed."""
-    if request.mimetype != FORM_CONTENT_TYPE:
-        raise UnsupportedMediaType(f"body must be {FORM_CONTENT_TYPE}")
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise PayloadTooLarge(f"body is larger than {max_bytes} bytes")
-    try:
-        raw = request.stream.read(max_bytes + 1)
-    except Exception:
-        # A broken chunked encoding (gunicorn's InvalidChunkSize, ChunkMissingTerminator,
-        # NoMoreData) or a client that went away: the body cannot be read, a 400.
-        raise BadRequest("body could not be read") from None
-    if len(raw) > max_bytes:
-        raise PayloadTooLarge(f"body is larger than {max_bytes} bytes")
-    try:
-        text = raw.decode("utf-8")
-        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
-    except UnicodeDecodeError:
-        raise BadRequest("body is not UTF-8") from None
-    except ValueError:
-        raise BadRequest(f"more than {MAX_FORM_FIELDS} form fields") from None
-    return MultiDict(pairs)
 
 
 class SignatureCheck:

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
+from shared.adapters.twilio_form import parse_twilio_form
 from shared.errors import BadRequest
-from shared.services.inbound import parse_twilio_form
 from tests.conftest import TEST_ACCOUNT_SID, TEST_WEBHOOK_URL, sign
 from tests.webhook.conftest import PHONE, Bot, reply_text, twiml_messages
 

@@ -2,7 +2,7 @@
 
 The claim script hands over the state in the same round trip; after the user row is
 locked, the shell reads it again only when it cannot prove the claimed copy is the latest
-(shared/services/inbound.py, ``claimed_state_is_latest``). Redis MONITOR shows which GETs
+(shared/services/inbound.py, ``reserved_state_is_latest``). Redis MONITOR shows which GETs
 the webhook sends itself (not from inside the claim script)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import redis
 
 from shared.adapters.conversation_store import ABSENT, StoredConversation
 from shared.conversation import ConversationState, Phase
-from shared.services.inbound import claimed_state_is_latest
+from shared.services.inbound import reserved_state_is_latest
 from tests.webhook.conftest import PHONE, Bot
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -55,7 +55,7 @@ def user_row(last_active_at: datetime | None, blocked: bool = False) -> dict[str
 def test_when_the_claimed_state_is_the_latest(
     claimed: StoredConversation, row: dict[str, Any] | None, latest: bool
 ) -> None:
-    assert claimed_state_is_latest(claimed, row, NOW, DAY) is latest
+    assert reserved_state_is_latest(claimed, row, NOW, DAY) is latest
 
 
 class Monitor:

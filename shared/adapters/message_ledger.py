@@ -1,0 +1,126 @@
+"""The MessageSid ledger in Redis: which deliveries are being handled or were handled.
+
+Twilio retries a webhook it got no answer to, and may deliver one message twice at the
+same moment. The first delivery of a MessageSid *reserves* it (``SET NX``, a
+"pending:<token>" value with MESSAGE_DEDUPE_TTL_SECONDS), counts the number's message for
+the inbound rate limit and reads its conversation state, in one Lua script and one round
+trip; a later delivery finds the key and is a repeat. Until the commit, a failure
+releases the reservation (only our own token), so Twilio's retry is served afresh; after
+it, the state is saved, the claim marker kept or dropped and the MessageSid marked
+"done", again one round trip. The durable record of handled messages is PostgreSQL's
+``handled_messages`` (D64); this ledger is the fast path in front of it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import cast
+
+import redis
+
+from shared.adapters.conversation_store import UNREADABLE, StoredConversation, decode
+from shared.redis_keys import RedisKeys
+
+_RELEASE_IF_OURS = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: the MessageSid's key, the number's inbound counter for this minute, the number's
+# conversation state. ARGV: the pending token, the de-duplication TTL, the counter's TTL.
+# A first delivery is reserved, counted and given the conversation state in one round
+# trip; a repeat is none of these ({-1}). A state that cannot be read (not a string) is
+# reported as such ({count, false, 1}) rather than failing the script, which would leave
+# the MessageSid reserved: it is then read again after the row lock, and fails there.
+_RESERVE_COUNT_AND_READ = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return {-1} end
+local count = redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+local state = redis.pcall('GET', KEYS[3])
+if type(state) == 'table' and state.err then return {count, false, 1} end
+return {count, state}
+"""
+
+
+# KEYS: the conversation state, the MessageSid, the claim marker. ARGV: the state's JSON
+# ('' deletes it), its TTL, the marker's TTL ('' deletes it: no claim in progress). After
+# the commit: the state saved, the marker kept or dropped and the MessageSid marked done,
+# one round trip.
+_SAVE_AND_COMPLETE = """
+if ARGV[1] == '' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+end
+if ARGV[3] == '' then
+  redis.call('DEL', KEYS[3])
+else
+  redis.call('SET', KEYS[3], '1', 'EX', ARGV[3])
+end
+redis.call('SET', KEYS[2], 'done', 'XX', 'KEEPTTL')
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Reservation:
+    token: str
+    count_this_minute: int  # messages of this number in the current rate-limit window
+    conversation: StoredConversation  # as read with the reservation, before the row lock
+
+
+class MessageLedger:
+    """MessageSids being handled ("pending:<token>") or handled ("done")."""
+
+    def __init__(self, client: redis.Redis, keys: RedisKeys, ttl_seconds: int) -> None:
+        self._client = client
+        self._keys = keys
+        self._ttl_seconds = ttl_seconds
+        # EVALSHA: Redis neither receives nor hashes the script's text on every message.
+        self._reserve = client.register_script(_RESERVE_COUNT_AND_READ)
+        self._release = client.register_script(_RELEASE_IF_OURS)
+        self._save_and_complete = client.register_script(_SAVE_AND_COMPLETE)
+
+    def reserve(
+        self, message_sid: str, counter_key: str, counter_ttl: int, conversation_key: str
+    ) -> Reservation | None:
+        """The reservation when this delivery is the first (counted at ``counter_key``, with
+        the state at ``conversation_key``); None for a repeat."""
+        token = f"pending:{secrets.token_hex(8)}"
+        reply = cast(
+            list[object],
+            self._reserve(
+                keys=[self._keys.message_sid(message_sid), counter_key, conversation_key],
+                args=[token, self._ttl_seconds, counter_ttl],
+            ),
+        )
+        count = int(cast(int, reply[0]))
+        if count < 0:
+            return None
+        conversation = UNREADABLE if len(reply) > 2 else decode(cast(str | None, reply[1]))
+        return Reservation(token=token, count_this_minute=count, conversation=conversation)
+
+    def release(self, message_sid: str, token: str) -> None:
+        self._release(keys=[self._keys.message_sid(message_sid)], args=[token])
+
+    def complete(self, message_sid: str) -> None:
+        """Mark handled."""
+        self._client.set(self._keys.message_sid(message_sid), "done", xx=True, keepttl=True)
+
+    def complete_saving(
+        self,
+        message_sid: str,
+        conversation_key: str,
+        conversation: str | None,
+        ttl: int,
+        marker: tuple[str, int | None],
+    ) -> None:
+        """Mark handled and save the conversation's JSON at ``conversation_key`` (None
+        deletes it), with ``ttl``; ``marker``: the claim marker's key and TTL (None
+        deletes it)."""
+        marker_key, marker_ttl = marker
+        self._save_and_complete(
+            keys=[conversation_key, self._keys.message_sid(message_sid), marker_key],
+            args=[conversation or "", ttl, "" if marker_ttl is None else marker_ttl],
+        )
