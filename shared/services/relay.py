@@ -38,8 +38,8 @@ Scheduler tick a minute still gets events out within about a second.
 
 **Where things are.** The decisions (which events may go, what a batch's results mean,
 backoff, the loop's pacing) are pure functions in ``shared/relay_policy.py``; this module
-is the shell that claims, publishes, records and sleeps. The operator's dead-letter list
-and requeue are ``shared/services/dead_letters.py``.
+is the shell that takes a batch, publishes, records and sleeps. The operator's
+dead-letter list and requeue are the CLI's (``tools/commands/dead_letters.py``).
 
 **Figures (RFC 8.2)** are log fields, for log-based metrics: per batch and event type,
 ``whatsapp_outbox_events_published_total`` (events in that line) and
@@ -64,21 +64,16 @@ from shared.relay_policy import (
     BatchReport,
     Drain,
     PaceState,
+    PendingEvent,
+    RelayPolicy,
     Settlement,
     Stop,
     lag_seconds,
     pace,
     select_publishable,
     settle,
+    to_message,
 )
-
-# "X as X": names kept importable from here for callers outside this module's change (the
-# CLI's relay and dead-letters commands, bench/relay_throughput.py, functions/outbox_relay).
-from shared.relay_policy import PendingEvent as PendingEvent
-from shared.relay_policy import RelayPolicy as RelayPolicy
-from shared.relay_policy import to_message as to_message
-from shared.services.dead_letters import list_dead_letters as list_dead_letters
-from shared.services.dead_letters import requeue_dead_letters as requeue_dead_letters
 
 log = get_logger("relay")
 

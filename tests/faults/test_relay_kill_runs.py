@@ -24,7 +24,8 @@ from uuid import UUID, uuid4
 import pytest
 
 from shared.db import Database
-from shared.services.relay import RelayPolicy, run_relay
+from shared.relay_policy import RelayPolicy
+from shared.services.relay import run_relay
 from shared.settings import Settings
 from tests.relay.conftest import publisher, relay_settings, subscription
 from tests.relay.helpers import Subscription, insert_events, publisher_for, unpublished_count
