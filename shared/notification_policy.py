@@ -1,7 +1,7 @@
 """The notification core (contract 6a): read a request, decide what may be sent.
 
 Pure: no I/O, no clock, no settings. The shell (``shared/services/notifications.py``)
-claims the notification, reads the user's rows, asks ``decide`` and does what it says.
+leases the notification, reads the user's rows, asks ``decide`` and does what it says.
 
     decide(user, preferences, request, now=now, window=timedelta(hours=24))
       -> Send(text) | SendTemplate(content_sid, variables) | Skip(reason)

@@ -1,12 +1,12 @@
-"""The relay's core: which claimed events may go, what a batch's results mean, how long a
+"""The relay's core: which events of a batch may go, what its results mean, how long a
 failed event waits, and how the loop paces itself (see ``shared/services/relay.py``).
 
 Pure: no I/O, no clock, no randomness of its own; times and jitter come in as arguments.
-The shell (``shared/services/relay.py``) claims rows, publishes, records what ``settle``
+The shell (``shared/services/relay.py``) takes rows, publishes, records what ``settle``
 says and sleeps as ``pace`` says. The message and result values are the Pub/Sub adapter's
 (``shared/adapters/pubsub.py`` imports its client only when a publisher is built).
 
-    select_publishable(claimed)                       -> (publish now, hold)
+    select_publishable(batch)                         -> (publish now, hold)
     settle(events, results, now=, policy=, jitter=)   -> Settlement (rows to record)
     pace(state, report, policy=, now=, deadline=)     -> (state, Drain() | Wait(s) | Stop())
 """
@@ -58,7 +58,7 @@ class RelayPolicy:
 
 @dataclass(frozen=True)
 class PendingEvent:
-    """A claimed outbox row."""
+    """An outbox row taken (locked) for this relay's batch."""
 
     event_id: UUID
     aggregate_id: UUID
@@ -69,7 +69,7 @@ class PendingEvent:
     payload: Mapping[str, Any]
     created_at: datetime
     attempts: int
-    # Earlier events of the same aggregate still owed to Pub/Sub when claimed.
+    # Earlier events of the same aggregate still owed to Pub/Sub when taken.
     earlier_pending: int
 
     @classmethod
@@ -92,7 +92,7 @@ class PendingEvent:
 
 
 def select_publishable(
-    claimed: Sequence[PendingEvent],
+    batch: Sequence[PendingEvent],
 ) -> tuple[list[PendingEvent], list[PendingEvent]]:
     """(publish now, hold) for a batch in (created_at, id) order.
 
@@ -103,7 +103,7 @@ def select_publishable(
     held: list[PendingEvent] = []
     seen: dict[UUID, int] = defaultdict(int)
     blocked: set[UUID] = set()
-    for event in claimed:
+    for event in batch:
         aggregate = event.aggregate_id
         if aggregate not in blocked and event.earlier_pending == seen[aggregate]:
             publishable.append(event)
@@ -235,7 +235,7 @@ def lag_seconds(created_at: datetime, published_at: datetime) -> float:
 
 @dataclass(frozen=True)
 class BatchReport:
-    claimed: int = 0
+    taken: int = 0
     held: int = 0
     published: int = 0
     failed: int = 0

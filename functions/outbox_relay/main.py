@@ -40,6 +40,7 @@ from shared.http import (
     parse_dry_run,
 )
 from shared.logs import configure_logging, get_logger
+from shared.relay_policy import RelayPolicy
 from shared.services import purge, relay
 from shared.settings import Settings, load_settings
 
@@ -103,7 +104,7 @@ def outbox_relay(request: flask.Request) -> flask.Response:
             return method_not_allowed("POST")
         built = deps()
         summary = relay.run_relay(
-            built.database, built.publisher, relay.RelayPolicy.from_settings(built.settings)
+            built.database, built.publisher, RelayPolicy.from_settings(built.settings)
         )
     except WhatsAppHandlerError as error:  # 404, 503 (database gone)
         return error_response(error)

@@ -1,16 +1,17 @@
 """Deliver one notification request (contract 6a), exactly once per notification_id.
 
-    claim (ledger row, read with the user and preferences) -> decide
+    lease (ledger row, read with the user and preferences) -> decide
       -> hold the user row (still not erased) -> send -> record
 
 The ledger ``notification_deliveries`` makes redeliveries and concurrent deliveries
-harmless: only the attempt that claims the id sends. A finished row ('sent', 'skipped',
-'failed') answers every later delivery of the id as a duplicate, acknowledged. A row
-still 'claimed' belongs to an attempt in progress: the delivery fails (RetryLater) so
-Pub/Sub comes back later, by when the first attempt has finished, or died and its lease
-(``NOTIFICATION_CLAIM_LEASE_SECONDS``) has run out and the id can be claimed again.
+harmless: only the attempt that holds the id's lease sends. A finished row ('sent',
+'skipped', 'failed') answers every later delivery of the id as a duplicate, acknowledged.
+A leased row (stored status 'claimed', column ``claimed_at``: names kept, D121) belongs to
+an attempt in progress: the delivery fails (RetryLater) so Pub/Sub comes back later, by
+when the first attempt has finished, or died and its lease
+(``NOTIFICATION_CLAIM_LEASE_SECONDS``) has run out and the id can be leased again.
 
-Twilio failures that may pass (5xx, 429, timeout) release the claim and raise
+Twilio failures that may pass (5xx, 429, timeout) release the lease and raise
 RetryLater: Pub/Sub retries with backoff and dead-letters in the end. Permanent ones
 (other 4xx: an invalid number, a rejected template) are recorded 'failed' and
 acknowledged. Logs name the notification and the user, never the number or the text.
@@ -44,12 +45,17 @@ from shared.settings import Settings
 log = get_logger("notifier")
 
 WHATSAPP_PREFIX = "whatsapp:"
-# Also the skip reason when the recipient was erased between the claim and the send.
+# Also the skip reason when the recipient was erased between the lease and the send.
 ERASED_REASON = SkipReason.ERASED.value
 
 
 class RetryLater(DependencyUnavailable):
     """Not done, not failed for good: the delivery must fail so Pub/Sub redelivers it."""
+
+
+# The ledger's status of a leased row: stored as 'claimed' (a CHECK constraint names it;
+# renaming it needs a migration that instances still running would trip on, D121).
+LEASED_STATUS = "claimed"
 
 
 class DeliveryStatus(StrEnum):
@@ -70,7 +76,7 @@ class DeliveryResult:
 class NotifierConfig:
     whatsapp_from: str
     session_window: timedelta
-    claim_lease: timedelta
+    lease: timedelta
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NotifierConfig:
@@ -81,14 +87,17 @@ class NotifierConfig:
         return cls(
             whatsapp_from=sender,
             session_window=timedelta(hours=settings.whatsapp_session_window_hours),
-            claim_lease=timedelta(seconds=settings.notification_claim_lease_seconds),
+            lease=timedelta(seconds=settings.notification_claim_lease_seconds),
         )
 
 
 @dataclass(frozen=True)
-class _Claim:
+class _Lease:
+    """This attempt's hold on a notification id; ``leased_at`` (the row's ``claimed_at``)
+    is its token: only the holder may complete or release the row."""
+
     notification_id: str
-    claimed_at: datetime
+    leased_at: datetime
 
 
 def deliver_notification(
@@ -103,37 +112,37 @@ def deliver_notification(
     ids = {"notification_id": request.notification_id, "user_id": str(request.user_id)}
     with database.unit_of_work() as uow:
         row = uow.fetch_one(
-            "claim_notification",
+            "lease_notification",
             notification_id=request.notification_id,
             user_id=request.user_id,
             now=now,
-            stale_before=now - config.claim_lease,
+            stale_before=now - config.lease,
         )
         if row is None:
             existing = uow.fetch_one(
                 "find_notification_delivery", notification_id=request.notification_id
             )
-            return _already_claimed(existing, ids)
-        claim = _Claim(request.notification_id, now)
-        user, preferences = recipient_of_claim(row)
+            return _not_leased(existing, ids)
+        lease = _Lease(request.notification_id, now)
+        user, preferences = recipient_of_lease(row)
         decision = decide(user, preferences, request, now=now, window=config.session_window)
         if isinstance(decision, Skip):
             # Nobody reads this UPDATE's row count: it goes with the COMMIT, one round trip.
             uow.execute_later(
                 "complete_notification",
-                **_completion(claim, DeliveryStatus.SKIPPED, now=now, reason=decision.reason),
+                **_completion(lease, DeliveryStatus.SKIPPED, now=now, reason=decision.reason),
             )
             uow.commit()
             log.info(
                 "notification skipped", action="notification.skipped", reason=decision.reason, **ids
             )
             return DeliveryResult(DeliveryStatus.SKIPPED, reason=decision.reason)
-        uow.commit()  # the claim is visible to every other deliverer before we send
+        uow.commit()  # the lease is visible to every other deliverer before we send
     assert user is not None  # noqa: S101 - decide() skips unknown users
 
     with database.unit_of_work() as uow:
         # The recipient's row is held (KEY SHARE) through the send: an erasure waits for
-        # the message to be out, and one that committed since the claim is seen here, so
+        # the message to be out, and one that committed since the lease is seen here, so
         # nothing goes to a number erased before the send (D74). The lock transaction
         # writes nothing; leaving the block rolls it back and frees the row.
         held = uow.fetch_one(
@@ -144,7 +153,7 @@ def deliver_notification(
         if held is None:
             uow.execute_later(
                 "complete_notification",
-                **_completion(claim, DeliveryStatus.SKIPPED, now=now, reason=ERASED_REASON),
+                **_completion(lease, DeliveryStatus.SKIPPED, now=now, reason=ERASED_REASON),
             )
             uow.commit()
             log.info(
@@ -161,11 +170,11 @@ def deliver_notification(
         except Exception as error:
             sent = error  # answered below, once the row is free again
     if isinstance(sent, Exception):
-        return _not_sent(database, claim, sent, now=now, ids=ids)
+        return _not_sent(database, lease, sent, now=now, ids=ids)
 
     kind = "template" if isinstance(decision, SendTemplate) else "text"
     _record(
-        database, claim, DeliveryStatus.SENT, message_sid=sent.sid, reason=kind, now=now, ids=ids
+        database, lease, DeliveryStatus.SENT, message_sid=sent.sid, reason=kind, now=now, ids=ids
     )
     log.info(
         "notification sent",
@@ -178,24 +187,25 @@ def deliver_notification(
 
 
 def _not_sent(
-    database: Database, claim: _Claim, error: Exception, *, now: datetime, ids: dict[str, str]
+    database: Database, lease: _Lease, error: Exception, *, now: datetime, ids: dict[str, str]
 ) -> DeliveryResult:
     """Twilio refused or failed: retry later (RetryLater) or record a failure for good."""
     reason = _twilio_reason(error)
     if is_retryable(error):
-        _release(database, claim)
+        _release(database, lease)
         log.warning(
             "notification will be retried", action="notification.retry", reason=reason, **ids
         )
         raise RetryLater(f"twilio: {reason}") from error
-    _record(database, claim, DeliveryStatus.FAILED, reason=reason, now=now, ids=ids)
+    _record(database, lease, DeliveryStatus.FAILED, reason=reason, now=now, ids=ids)
     log.warning("notification failed for good", action="notification.failed", reason=reason, **ids)
     return DeliveryResult(DeliveryStatus.FAILED, reason=reason)
 
 
-def _already_claimed(existing: Row | None, ids: dict[str, str]) -> DeliveryResult:
-    if existing is None or existing["status"] == "claimed":
-        # Another attempt holds the claim (or just released it): not ours to finish.
+def _not_leased(existing: Row | None, ids: dict[str, str]) -> DeliveryResult:
+    """The lease went to another attempt: a duplicate when that attempt has finished."""
+    if existing is None or existing["status"] == LEASED_STATUS:
+        # Another attempt holds the lease (or just released it): not ours to finish.
         log.info("notification in progress elsewhere", action="notification.in_progress", **ids)
         raise RetryLater("notification is being delivered by another attempt")
     status = str(existing["status"])
@@ -223,8 +233,8 @@ def _twilio_reason(error: Exception) -> str:
     return type(error).__name__
 
 
-def recipient_of_claim(row: Row) -> tuple[Row | None, Row | None]:
-    """The users row and the preferences row (None when missing) in a claim_notification
+def recipient_of_lease(row: Row) -> tuple[Row | None, Row | None]:
+    """The users row and the preferences row (None when missing) in a lease_notification
     row, with the columns decide() and the send read."""
     if row["user_id"] is None:
         return None, None
@@ -250,7 +260,7 @@ def recipient_of_claim(row: Row) -> tuple[Row | None, Row | None]:
 
 
 def _completion(
-    claim: _Claim,
+    lease: _Lease,
     status: DeliveryStatus,
     *,
     now: datetime,
@@ -259,8 +269,8 @@ def _completion(
 ) -> dict[str, Any]:
     """complete_notification's parameters."""
     return {
-        "notification_id": claim.notification_id,
-        "claimed_at": claim.claimed_at,
+        "notification_id": lease.notification_id,
+        "leased_at": lease.leased_at,
         "status": status.value,
         "reason": reason,
         "message_sid": message_sid,
@@ -270,7 +280,7 @@ def _completion(
 
 def _record(
     database: Database,
-    claim: _Claim,
+    lease: _Lease,
     status: DeliveryStatus,
     *,
     now: datetime,
@@ -284,17 +294,17 @@ def _record(
     try:
         with database.unit_of_work() as uow:
             uow.execute_later(
-                "complete_claimed_notification",
-                **_completion(claim, status, now=now, reason=reason, message_sid=message_sid),
+                "complete_answered_notification",
+                **_completion(lease, status, now=now, reason=reason, message_sid=message_sid),
             )
             uow.commit()
     except DatabaseError as error:
-        if error_field(error, "C") != CLAIM_LOST_SQLSTATE:
+        if error_field(error, "C") != LEASE_LOST_SQLSTATE:
             _log_unrecorded(status, message_sid, ids)
             return
         log.warning(
-            "notification claim was taken over before its outcome was recorded",
-            action="notification.claim_lost",
+            "notification lease was taken over before its outcome was recorded",
+            action="notification.claim_lost",  # the action operators search for, kept (D121)
             status=status.value,
             message_sid=message_sid,
             **ids,
@@ -303,8 +313,8 @@ def _record(
         _log_unrecorded(status, message_sid, ids)
 
 
-# complete_claimed_notification fails with division_by_zero when the claim is not ours.
-CLAIM_LOST_SQLSTATE = "22012"
+# complete_answered_notification fails with division_by_zero when the lease is not ours.
+LEASE_LOST_SQLSTATE = "22012"
 
 
 def _log_unrecorded(status: DeliveryStatus, message_sid: str | None, ids: dict[str, str]) -> None:
@@ -317,19 +327,19 @@ def _log_unrecorded(status: DeliveryStatus, message_sid: str | None, ids: dict[s
     )
 
 
-def _release(database: Database, claim: _Claim) -> None:
-    """Best effort: if this fails too, the lease runs out and a redelivery claims it."""
+def _release(database: Database, lease: _Lease) -> None:
+    """Best effort: if this fails too, the lease runs out and a redelivery takes it over."""
     try:
         with database.unit_of_work() as uow:
             uow.execute(
-                "release_notification_claim",
-                notification_id=claim.notification_id,
-                claimed_at=claim.claimed_at,
+                "release_notification_lease",
+                notification_id=lease.notification_id,
+                leased_at=lease.leased_at,
             )
             uow.commit()
     except Exception:
         log.exception(
-            "notification claim not released",
+            "notification lease not released",
             action="notification.release_failed",
-            notification_id=claim.notification_id,
+            notification_id=lease.notification_id,
         )

@@ -47,7 +47,7 @@ class PurgePolicy:
         return now - timedelta(days=self.retention_days)
 
     def ledger_cutoff(self, now: datetime) -> datetime:
-        """Notification ledger rows claimed before this moment are past retention."""
+        """Notification ledger rows leased before this moment are past retention."""
         return now - timedelta(days=self.ledger_retention_days)
 
     def handled_message_cutoff(self, now: datetime) -> datetime:

@@ -3,8 +3,8 @@ aggregate, none lost, none stuck (issue 5; RFC 3.3, 6.1 query 3, 8.2).
 
 One batch (``relay_batch``) is one transaction:
 
-1. claim up to ``RELAY_BATCH_SIZE`` due events, oldest first, ``FOR UPDATE SKIP LOCKED``
-   (shared/sql/relay.sql ``claim_relay_batch``), so relays running at once take disjoint
+1. take up to ``RELAY_BATCH_SIZE`` due events, oldest first, ``FOR UPDATE SKIP LOCKED``
+   (shared/sql/relay.sql ``take_relay_batch``), so relays running at once take disjoint
    rows and a row is published by one of them;
 2. keep the ones that may go now (``select_publishable``), publish them all at once
    and wait once, bounded, for Pub/Sub's acknowledgements;
@@ -20,7 +20,7 @@ are bounded by one batch per crash.
 aggregate has been acknowledged, or travels in the same batch behind them (the client
 keeps a batch's order per ordering key). So an event is *held* (left untouched, retried
 next round) while an earlier sibling is being published by another relay or is backing
-off after a failure; the claim query skips events behind a backing-off sibling so held
+off after a failure; the batch query skips events behind a backing-off sibling so held
 events never fill a batch. A failure in a batch defers the later events of that aggregate
 without charging them an attempt. A dead-lettered event stops holding its aggregate (as
 Pub/Sub's own dead-letter topics do): the aggregate flows on, and the dead letter is out
@@ -38,8 +38,8 @@ Scheduler tick a minute still gets events out within about a second.
 
 **Where things are.** The decisions (which events may go, what a batch's results mean,
 backoff, the loop's pacing) are pure functions in ``shared/relay_policy.py``; this module
-is the shell that claims, publishes, records and sleeps. The operator's dead-letter list
-and requeue are ``shared/services/dead_letters.py``.
+is the shell that takes a batch, publishes, records and sleeps. The operator's
+dead-letter list and requeue are the CLI's (``tools/commands/dead_letters.py``).
 
 **Figures (RFC 8.2)** are log fields, for log-based metrics: per batch and event type,
 ``whatsapp_outbox_events_published_total`` (events in that line) and
@@ -64,21 +64,16 @@ from shared.relay_policy import (
     BatchReport,
     Drain,
     PaceState,
+    PendingEvent,
+    RelayPolicy,
     Settlement,
     Stop,
     lag_seconds,
     pace,
     select_publishable,
     settle,
+    to_message,
 )
-
-# "X as X": names kept importable from here for callers outside this module's change (the
-# CLI's relay and dead-letters commands, bench/relay_throughput.py, functions/outbox_relay).
-from shared.relay_policy import PendingEvent as PendingEvent
-from shared.relay_policy import RelayPolicy as RelayPolicy
-from shared.relay_policy import to_message as to_message
-from shared.services.dead_letters import list_dead_letters as list_dead_letters
-from shared.services.dead_letters import requeue_dead_letters as requeue_dead_letters
 
 log = get_logger("relay")
 
@@ -111,14 +106,14 @@ def relay_batch(
     clock: Clock = utc_now,
     jitter: Callable[[], float] = random.random,
 ) -> BatchReport:
-    """Claim, publish, record: one transaction (see the module docstring)."""
+    """Take a batch, publish, record: one transaction (see the module docstring)."""
     with database.unit_of_work() as uow:
         uow.fetch_all("bound_relay_transaction", timeout_ms=str(_idle_timeout_ms(policy)))
-        rows = uow.fetch_all("claim_relay_batch", now=clock(), batch_size=policy.batch_size)
-        claimed = [PendingEvent.from_row(row) for row in rows]
-        to_publish, held = select_publishable(claimed)
+        rows = uow.fetch_all("take_relay_batch", now=clock(), batch_size=policy.batch_size)
+        taken = [PendingEvent.from_row(row) for row in rows]
+        to_publish, held = select_publishable(taken)
         if not to_publish:
-            return BatchReport(claimed=len(claimed), held=len(held))
+            return BatchReport(taken=len(taken), held=len(held))
         results = publisher.publish_all(
             [to_message(event) for event in to_publish],
             timeout_seconds=policy.publish_timeout_seconds,
@@ -143,7 +138,7 @@ def relay_batch(
         uow.commit()
     _log_batch(settlement, to_publish, now)
     return BatchReport(
-        claimed=len(claimed),
+        taken=len(taken),
         held=len(held),
         published=len(settlement.published),
         failed=settlement.failed,

@@ -3,10 +3,10 @@
 -- keep its rows locked for long: the server ends the session once it idles this long.
 SELECT set_config('idle_in_transaction_session_timeout', :timeout_ms, true);
 
--- name: claim_relay_batch
+-- name: take_relay_batch
 -- The relay's batch: due, undelivered, not dead-lettered events, oldest first, locked with
 -- SKIP LOCKED so concurrent relays take disjoint rows (narrow rows are sorted; payloads
--- are read for the claimed ones only). An event behind a sibling (same aggregate) that is
+-- are read for the taken ones only). An event behind a sibling (same aggregate) that is
 -- backing off is not taken: it waits its turn instead of filling the batch. earlier_pending
 -- counts the earlier siblings still owed to Pub/Sub; the relay publishes an event only
 -- when all of them are in its own batch (shared/services/relay.py).
@@ -17,7 +17,7 @@ WITH backing_off AS MATERIALIZED (
        AND dead_lettered_at IS NULL
        AND next_attempt_at > :now
      GROUP BY aggregate_id
-), claimed AS (
+), taken AS (
     SELECT e.id
       FROM whatsapp_handler.outbox_events e
      WHERE e.published_at IS NULL
@@ -39,11 +39,11 @@ SELECT e.id, e.aggregate_id, e.aggregate_type, e.event_type, e.event_version, e.
            AND p.dead_lettered_at IS NULL
            AND (p.created_at, p.id) < (e.created_at, e.id)) AS earlier_pending
   FROM whatsapp_handler.outbox_events e
-  JOIN claimed USING (id)
+  JOIN taken USING (id)
  ORDER BY e.created_at, e.id;
 
 -- name: mark_events_published
--- Only the events whose publish Pub/Sub acknowledged, in the claiming transaction.
+-- Only the events whose publish Pub/Sub acknowledged, in the batch's transaction.
 UPDATE whatsapp_handler.outbox_events
    SET published_at = :now, next_attempt_at = NULL
  WHERE id = ANY(CAST(:ids AS UUID[]));

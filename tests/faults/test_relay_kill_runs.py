@@ -5,8 +5,8 @@ every event published and received, none lost, and every repeat the very same me
 Each run is a real process (``python -m tools.cli relay --once``, what the
 ``whatsapp-handler relay --once`` console script runs). The kill points come from a seeded
 random: most runs are killed once the backlog has shrunk to a random mark spread over the
-run (inside a batch: rows claimed, messages in flight, or the commit), a few at a random
-time after start (during start-up, before anything is claimed)."""
+run (inside a batch: rows taken, messages in flight, or the commit), a few at a random
+time after start (during start-up, before anything is taken)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from uuid import UUID, uuid4
 import pytest
 
 from shared.db import Database
-from shared.services.relay import RelayPolicy, run_relay
+from shared.relay_policy import RelayPolicy
+from shared.services.relay import run_relay
 from shared.settings import Settings
 from tests.relay.conftest import publisher, relay_settings, subscription
 from tests.relay.helpers import Subscription, insert_events, publisher_for, unpublished_count

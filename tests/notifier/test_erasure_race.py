@@ -1,9 +1,9 @@
 """An erasure racing a notification (issue 19): the notifier reads the number, commits its
-claim, then sends. Nothing may go to a number whose erasure committed before the send.
+lease, then sends. Nothing may go to a number whose erasure committed before the send.
 
 The race is arranged at the two seams the notifier is given: its Twilio adapter (an
 erasure starts just before the real send) and its database (an erasure commits between
-the claim and the send). Everything else is real: PostgreSQL, the shared erasure, the
+the lease and the send). Everything else is real: PostgreSQL, the shared erasure, the
 Twilio stand-in.
 """
 
@@ -40,7 +40,7 @@ def erase(database: Database, user_id: UUID) -> None:
 
 def is_erased(database: Database, user_id: UUID) -> bool:
     with database.unit_of_work() as uow:
-        row = uow.users.find_by_id(user_id)
+        row = uow.fetch_one("find_user_by_id", user_id=user_id)
     assert row is not None
     return row["anonymized_at"] is not None
 
@@ -62,8 +62,8 @@ class ErasureStartsBeforeTheSend(TwilioMessages):
         return super().send(**kwargs)
 
 
-class ErasureCommitsAfterTheClaim(Database):
-    """The database; an erasure of the user commits right after the claim's transaction."""
+class ErasureCommitsAfterTheLease(Database):
+    """The database; an erasure of the user commits right after the lease's transaction."""
 
     def __init__(self, settings: Settings, user_id: UUID) -> None:
         super().__init__(settings)
@@ -72,7 +72,7 @@ class ErasureCommitsAfterTheClaim(Database):
 
     def unit_of_work(self) -> UnitOfWork:
         self.units += 1
-        if self.units == 2:  # the claim is committed; what comes next is the send's
+        if self.units == 2:  # the lease is committed; what comes next is the send's
             erase(self, self.user_id)
         return super().unit_of_work()
 
@@ -104,10 +104,10 @@ def test_an_erasure_during_the_send_waits_for_it(db: Database, users: Users, ser
     assert [row["status"] for row in users.deliveries()] == ["sent"]
 
 
-def test_an_erasure_committed_after_the_claim_stops_the_send(users: Users, services: Any) -> None:
+def test_an_erasure_committed_after_the_lease_stops_the_send(users: Users, services: Any) -> None:
     user_id = users.add(PHONE)
     settings = load_settings()
-    database = ErasureCommitsAfterTheClaim(settings, UUID(user_id))
+    database = ErasureCommitsAfterTheLease(settings, UUID(user_id))
     try:
         result = deliver_notification(
             database,

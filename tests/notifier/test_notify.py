@@ -93,7 +93,7 @@ def test_the_same_notification_delivered_concurrently_is_sent_once(
 
     assert len(services.twilio.messages) == 1
     assert len(statuses) == threads_count
-    # Every other attempt either saw it done (acknowledged) or still claimed (retry later).
+    # Every other attempt either saw it done (acknowledged) or still leased (retry later).
     assert set(statuses) <= {200, 503} and 200 in statuses
     assert post_event(notifier, envelope).status_code == 200  # a later redelivery: done
     assert len(services.twilio.messages) == 1
@@ -153,7 +153,9 @@ def test_a_template_only_request_inside_the_window_sends_the_template(
 def _stopped(users: Users, db: Database) -> str:
     user_id = users.add(PHONE)
     with db.unit_of_work() as uow:  # what the webhook's STOP does
-        uow.preferences.set_notification_enabled(user_id, enabled=False, now=datetime.now(UTC))
+        uow.execute(
+            "set_notification_enabled", user_id=user_id, enabled=False, now=datetime.now(UTC)
+        )
         uow.commit()
     return user_id
 
@@ -203,7 +205,9 @@ def test_start_after_stop_is_honoured_at_once(
     user_id = _stopped(users, db)
     assert post_event(notifier, request_envelope(notification(user_id))).status_code == 200
     with db.unit_of_work() as uow:  # START
-        uow.preferences.set_notification_enabled(user_id, enabled=True, now=datetime.now(UTC))
+        uow.execute(
+            "set_notification_enabled", user_id=user_id, enabled=True, now=datetime.now(UTC)
+        )
         uow.commit()
 
     assert post_event(notifier, request_envelope(notification(user_id))).status_code == 200
@@ -234,7 +238,7 @@ def test_a_twilio_failure_that_may_pass_fails_the_delivery_and_a_later_one_sends
 
     assert not 200 <= failed.status_code < 300  # Pub/Sub nacks and redelivers with backoff
     assert services.twilio.messages == []
-    assert users.deliveries() == []  # the claim is released for the retry
+    assert users.deliveries() == []  # the lease is released for the retry
     assert any(line["action"] == "notification.retry" for line in log_lines())
 
     assert post_event(notifier, envelope, "push").status_code == 200
@@ -264,7 +268,7 @@ def test_a_permanent_twilio_failure_is_recorded_and_acknowledged(
     assert all(PHONE not in json.dumps(line) for line in lines)
 
 
-def test_an_abandoned_claim_is_taken_over_after_its_lease(
+def test_an_abandoned_lease_is_taken_over_once_it_runs_out(
     notifier: Any, users: Users, services: Any
 ) -> None:
     user_id = users.add(PHONE)
@@ -283,15 +287,15 @@ def test_an_abandoned_claim_is_taken_over_after_its_lease(
     assert [row["status"] for row in users.deliveries()] == ["sent"]
 
 
-def test_a_claim_taken_over_during_the_send_keeps_the_new_owners_row_and_is_logged(
+def test_a_lease_taken_over_during_the_send_keeps_the_new_holders_row_and_is_logged(
     notifier: Any, users: Users, services: Any, log_lines: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     user_id = users.add(PHONE)
     request = notification(user_id)
     taken_over_at = datetime.now(UTC) + timedelta(minutes=5)
 
-    def another_attempt_takes_the_claim_over(_: Any) -> None:
-        # While Twilio answers, the lease runs out and another attempt claims the id.
+    def another_attempt_takes_the_lease_over(_: Any) -> None:
+        # While Twilio answers, the lease runs out and another attempt takes it over.
         users.sql(
             "UPDATE whatsapp_handler.notification_deliveries SET claimed_at = :at"
             " WHERE notification_id = :id",
@@ -299,7 +303,7 @@ def test_a_claim_taken_over_during_the_send_keeps_the_new_owners_row_and_is_logg
             id=request["notification_id"],
         )
 
-    monkeypatch.setattr(services.twilio, "on_message", another_attempt_takes_the_claim_over)
+    monkeypatch.setattr(services.twilio, "on_message", another_attempt_takes_the_lease_over)
 
     response = post_event(notifier, request_envelope(request))
 
@@ -307,13 +311,13 @@ def test_a_claim_taken_over_during_the_send_keeps_the_new_owners_row_and_is_logg
     assert len(services.twilio.messages) == 1
     (delivery,) = users.deliveries()
     assert (delivery["status"], delivery["completed_at"]) == ("claimed", None)
-    assert delivery["claimed_at"] == taken_over_at  # the new owner's row is untouched
+    assert delivery["claimed_at"] == taken_over_at  # the new holder's row is untouched
     actions = [line["action"] for line in log_lines()]
     assert "notification.claim_lost" in actions
     assert "notification.sent" in actions and "notification.unrecorded" not in actions
 
 
-def test_a_claim_in_progress_elsewhere_makes_the_delivery_retry_later(
+def test_a_lease_held_elsewhere_makes_the_delivery_retry_later(
     notifier: Any, users: Users, services: Any
 ) -> None:
     user_id = users.add(PHONE)
@@ -390,7 +394,7 @@ def _fresh_notifier() -> Any:
     return app.test_client()
 
 
-def test_twilio_unreachable_fails_the_delivery_and_releases_the_claim(
+def test_twilio_unreachable_fails_the_delivery_and_releases_the_lease(
     users: Users, services: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tools.devservices import free_port

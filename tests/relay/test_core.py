@@ -66,7 +66,7 @@ def test_an_event_behind_a_sibling_outside_the_batch_is_held_with_the_rest_of_it
     None
 ):
     a, b = uuid4(), uuid4()
-    # a's first pending event is being published by another relay (locked, not claimed).
+    # a's first pending event is being published by another relay (locked, not in this batch).
     batch = [event(a, earlier_pending=1), event(b), event(a, earlier_pending=2)]
 
     publishable, held = select_publishable(batch)
@@ -174,11 +174,11 @@ def test_service_failures_beside_successes_are_charged() -> None:
 LOOP = RelayPolicy(loop_seconds=60.0, poll_interval_seconds=1.0, publish_timeout_seconds=10.0)
 DRAIN = RelayPolicy(loop_seconds=0.0, poll_interval_seconds=1.0, publish_timeout_seconds=10.0)
 DEADLINE = 100.0
-PUBLISHED = BatchReport(claimed=5, published=5)
-HELD = BatchReport(claimed=2, held=2)
+PUBLISHED = BatchReport(taken=5, published=5)
+HELD = BatchReport(taken=2, held=2)
 EMPTY = BatchReport()
-OUTAGE = BatchReport(claimed=3, failed=3, deferred=3, outage=True)
-OUTAGE_WITH_HELD = BatchReport(claimed=3, held=1, failed=2, deferred=2, outage=True)
+OUTAGE = BatchReport(taken=3, failed=3, deferred=3, outage=True)
+OUTAGE_WITH_HELD = BatchReport(taken=3, held=1, failed=2, deferred=2, outage=True)
 FRESH = PaceState()
 
 

@@ -25,12 +25,13 @@ def run(args: argparse.Namespace) -> int:
     from shared.adapters.pubsub import EventPublisher
     from shared.db import Database
     from shared.logs import configure_logging
+    from shared.relay_policy import RelayPolicy
     from shared.services import relay
     from shared.settings import load_settings
 
     settings = load_settings()
     configure_logging(settings.log_level)
-    policy = relay.RelayPolicy.from_settings(settings)
+    policy = RelayPolicy.from_settings(settings)
     database = Database(settings)
     publisher = EventPublisher.from_settings(settings)
     try:
