@@ -8,9 +8,9 @@ outbox_relay (Cloud Scheduler, every minute)
     GET /health   200 / 503 (database, Pub/Sub)
 
 outbox_purge (Cloud Scheduler, daily)
-    POST /                 delete published events older than OUTBOX_RETENTION_DAYS and
-                           notification ledger rows older than
-                           NOTIFICATION_LEDGER_RETENTION_DAYS
+    POST /                 delete published events older than OUTBOX_RETENTION_DAYS, and
+                           the side tables' old rows (shared/services/purge.py ROW_PURGES:
+                           notification ledger, replay record, journey record)
     POST /?dry_run=true    count only (or a JSON body {"dry_run": true})
     GET /health            200 / 503 (database)
 

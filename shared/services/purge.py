@@ -4,7 +4,8 @@ notification ledger rows older than ``NOTIFICATION_LEDGER_RETENTION_DAYS`` (the 
 only has to outlive Pub/Sub's redeliveries, at most the 7-day message retention); and
 the webhook's replay record (MessageSids that changed state) older than
 ``HANDLED_MESSAGE_RETENTION_DAYS``: a recorded Twilio request replayed later than that
-would act again (docs/reliability.md).
+would act again (docs/reliability.md); and the journey record (digests of the journeys
+each user sent, D125) older than ``CLAIM_WINDOW_DAYS``, past which it is never read.
 
 Deletion goes in batches of ``OUTBOX_PURGE_BATCH_SIZE``, each its own short transaction
 with ``SKIP LOCKED``, so the purge never holds a long lock against the relay or the
@@ -13,7 +14,8 @@ writers. An unpublished event (pending or dead-lettered) is never deleted, howev
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,6 +32,7 @@ class PurgePolicy:
     batch_size: int = 5_000
     ledger_retention_days: int = 35
     handled_message_retention_days: int = 30
+    journey_record_days: int = 28  # the claim window
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PurgePolicy:
@@ -38,6 +41,7 @@ class PurgePolicy:
             batch_size=settings.outbox_purge_batch_size,
             ledger_retention_days=settings.notification_ledger_retention_days,
             handled_message_retention_days=settings.handled_message_retention_days,
+            journey_record_days=settings.claim_window_days,
         )
 
     def cutoff(self, now: datetime) -> datetime:
@@ -46,13 +50,46 @@ class PurgePolicy:
             raise ValueError("now must be timezone-aware")
         return now - timedelta(days=self.retention_days)
 
-    def ledger_cutoff(self, now: datetime) -> datetime:
-        """Notification ledger rows leased before this moment are past retention."""
-        return now - timedelta(days=self.ledger_retention_days)
 
-    def handled_message_cutoff(self, now: datetime) -> datetime:
-        """Replay-record rows (MessageSids) handled before this moment are past retention."""
-        return now - timedelta(days=self.handled_message_retention_days)
+@dataclass(frozen=True)
+class RowPurge:
+    """A table beside the outbox whose rows go after a number of days: its two named
+    queries (delete a bounded batch older than ``:cutoff``; count them) and its log line."""
+
+    delete_query: str
+    count_query: str
+    days: Callable[[PurgePolicy], int]
+    message: str
+    action: str
+
+    def cutoff(self, policy: PurgePolicy, now: datetime) -> datetime:
+        return now - timedelta(days=self.days(policy))
+
+
+# In the order the daily purge runs them; PurgeSummary's fields follow the names.
+ROW_PURGES: dict[str, RowPurge] = {
+    "ledger": RowPurge(
+        "purge_notification_ledger",
+        "count_purgeable_notification_ledger",
+        lambda policy: policy.ledger_retention_days,
+        "notification ledger purged",
+        "notifications.ledger_purged",
+    ),
+    "handled_messages": RowPurge(
+        "purge_handled_messages",
+        "count_purgeable_handled_messages",
+        lambda policy: policy.handled_message_retention_days,
+        "replay record purged",
+        "webhook.handled_messages_purged",
+    ),
+    "submitted_journeys": RowPurge(
+        "purge_submitted_journeys",
+        "count_purgeable_submitted_journeys",
+        lambda policy: policy.journey_record_days,
+        "journey record purged",
+        "webhook.submitted_journeys_purged",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -62,8 +99,8 @@ class PurgeSummary:
     cutoff: datetime
     dry_run: bool = False
     oldest_published_at: datetime | None = None
-    ledger_deleted: int = 0
-    handled_messages_deleted: int = 0
+    # Rows deleted (or, in a dry run, that would be) per ROW_PURGES name.
+    rows_deleted: Mapping[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -72,16 +109,16 @@ class PurgeSummary:
         }
         if self.dry_run:
             body["would_delete"] = self.deleted
-            body["would_delete_ledger"] = self.ledger_deleted
-            body["would_delete_handled_messages"] = self.handled_messages_deleted
+            for name in ROW_PURGES:
+                body[f"would_delete_{name}"] = self.rows_deleted.get(name, 0)
             body["oldest_published_at"] = (
                 self.oldest_published_at.isoformat() if self.oldest_published_at else None
             )
         else:
             body["deleted"] = self.deleted
             body["batches"] = self.batches
-            body["ledger_deleted"] = self.ledger_deleted
-            body["handled_messages_deleted"] = self.handled_messages_deleted
+            for name in ROW_PURGES:
+                body[f"{name}_deleted"] = self.rows_deleted.get(name, 0)
         return body
 
 
@@ -119,43 +156,24 @@ def purge_published_events(
     return PurgeSummary(deleted=deleted, batches=batches, cutoff=cutoff)
 
 
-def purge_notification_ledger(database: Database, *, now: datetime, policy: PurgePolicy) -> int:
-    """Ledger rows past retention, deleted in short batches; how many."""
-    cutoff = policy.ledger_cutoff(now)
+def purge_rows(database: Database, purge: RowPurge, *, now: datetime, policy: PurgePolicy) -> int:
+    """One table's rows past their days, deleted in short batches; how many."""
+    cutoff = purge.cutoff(policy, now)
     deleted, _ = _delete_in_batches(
-        database, "purge_notification_ledger", cutoff=cutoff, batch_size=policy.batch_size
+        database, purge.delete_query, cutoff=cutoff, batch_size=policy.batch_size
     )
-    log.info(
-        "notification ledger purged",
-        action="notifications.ledger_purged",
-        deleted=deleted,
-        cutoff=cutoff.isoformat(),
-    )
-    return deleted
-
-
-def purge_handled_messages(database: Database, *, now: datetime, policy: PurgePolicy) -> int:
-    """The webhook's replay record past retention, deleted in short batches; how many."""
-    cutoff = policy.handled_message_cutoff(now)
-    deleted, _ = _delete_in_batches(
-        database, "purge_handled_messages", cutoff=cutoff, batch_size=policy.batch_size
-    )
-    log.info(
-        "replay record purged",
-        action="webhook.handled_messages_purged",
-        deleted=deleted,
-        cutoff=cutoff.isoformat(),
-    )
+    log.info(purge.message, action=purge.action, deleted=deleted, cutoff=cutoff.isoformat())
     return deleted
 
 
 def purge_expired(database: Database, *, now: datetime, policy: PurgePolicy) -> PurgeSummary:
-    """The daily purge: published outbox events, the notification ledger, then the
-    webhook's replay record."""
+    """The daily purge: published outbox events, then each of ROW_PURGES."""
     summary = purge_published_events(database, now=now, policy=policy)
-    ledger_deleted = purge_notification_ledger(database, now=now, policy=policy)
-    handled_deleted = purge_handled_messages(database, now=now, policy=policy)
-    return replace(summary, ledger_deleted=ledger_deleted, handled_messages_deleted=handled_deleted)
+    deleted = {
+        name: purge_rows(database, purge, now=now, policy=policy)
+        for name, purge in ROW_PURGES.items()
+    }
+    return replace(summary, rows_deleted=deleted)
 
 
 def preview_purge(database: Database, *, now: datetime, policy: PurgePolicy) -> PurgeSummary:
@@ -163,18 +181,17 @@ def preview_purge(database: Database, *, now: datetime, policy: PurgePolicy) -> 
     cutoff = policy.cutoff(now)
     with database.unit_of_work() as uow:
         row = uow.fetch_one("count_purgeable_events", cutoff=cutoff) or {}
-        ledger = uow.fetch_one(
-            "count_purgeable_notification_ledger", cutoff=policy.ledger_cutoff(now)
-        )
-        handled = uow.fetch_one(
-            "count_purgeable_handled_messages", cutoff=policy.handled_message_cutoff(now)
-        )
+        counts = {
+            name: uow.fetch_one(purge.count_query, cutoff=purge.cutoff(policy, now))
+            for name, purge in ROW_PURGES.items()
+        }
     return PurgeSummary(
         deleted=int(row.get("purgeable") or 0),
         batches=0,
         cutoff=cutoff,
         dry_run=True,
         oldest_published_at=row.get("oldest_published_at"),
-        ledger_deleted=int((ledger or {}).get("purgeable") or 0),
-        handled_messages_deleted=int((handled or {}).get("purgeable") or 0),
+        rows_deleted={
+            name: int((found or {}).get("purgeable") or 0) for name, found in counts.items()
+        },
     )

@@ -75,3 +75,24 @@ SELECT count(*) AS purgeable
 INSERT INTO whatsapp_handler.submitted_journeys (user_id, fingerprint, submitted_at)
 VALUES (:user_id, :fingerprint, :submitted_at)
 ON CONFLICT (user_id, fingerprint) DO UPDATE SET submitted_at = EXCLUDED.submitted_at;
+
+-- name: purge_submitted_journeys
+-- The journey record past the claim window (D125): never read again (a journey's date
+-- must be inside the window), deleted in bounded batches by the daily purge
+-- (idx_submitted_journeys_submitted_at).
+WITH doomed AS (
+    SELECT user_id, fingerprint
+      FROM whatsapp_handler.submitted_journeys
+     WHERE submitted_at < :cutoff
+     LIMIT :batch_size
+       FOR UPDATE SKIP LOCKED
+)
+DELETE FROM whatsapp_handler.submitted_journeys j
+ USING doomed
+ WHERE j.user_id = doomed.user_id AND j.fingerprint = doomed.fingerprint;
+
+-- name: count_purgeable_submitted_journeys
+-- purge --dry-run: journey-record rows a purge with this cutoff would delete.
+SELECT count(*) AS purgeable
+  FROM whatsapp_handler.submitted_journeys
+ WHERE submitted_at < :cutoff;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -216,3 +217,31 @@ def test_the_daily_purge_forgets_replay_record_rows_past_their_retention(
     assert summary["handled_messages_deleted"] == 2
     left = sql("SELECT message_sid FROM whatsapp_handler.handled_messages")
     assert {row["message_sid"] for row in left} == {"SM" + "c" * 32, "SM" + "d" * 32}
+
+
+def test_the_journey_record_is_purged_past_the_claim_window(db: Database, sql: Any) -> None:
+    """D125: the digests of sent journeys are read for CLAIM_WINDOW_DAYS only, and the
+    daily purge deletes older ones; a user's newer rows stay."""
+    (user,) = sql(
+        "INSERT INTO whatsapp_handler.users (phone_number) VALUES ('+447700900321') RETURNING id"
+    )
+    ages = {"a": 40, "b": 29, "c": 27, "d": 0}
+    for name, days in ages.items():
+        sql(
+            "INSERT INTO whatsapp_handler.submitted_journeys (user_id, fingerprint, submitted_at)"
+            " VALUES (:user_id, :fingerprint, :at)",
+            user_id=user["id"],
+            fingerprint=name * 64,
+            at=NOW - timedelta(days=days),
+        )
+    setting = Settings(database_url="postgresql://x/y", claim_window_days=28)
+    policy = replace(PurgePolicy.from_settings(setting), batch_size=1)
+    assert policy.journey_record_days == 28
+
+    preview = preview_purge(db, now=NOW, policy=policy).as_dict()
+    summary = purge_expired(db, now=NOW, policy=policy).as_dict()
+
+    assert preview["would_delete_submitted_journeys"] == 2
+    assert summary["submitted_journeys_deleted"] == 2
+    left = sql("SELECT fingerprint FROM whatsapp_handler.submitted_journeys")
+    assert {row["fingerprint"] for row in left} == {"c" * 64, "d" * 64}
