@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -277,8 +276,6 @@ class UnitOfWork:
         self._statements_run = 0
         self._committed = False
         self._later: list[tuple[str, Mapping[str, Any]]] = []
-        self.users = UsersRepository(self)
-        self.preferences = PreferencesRepository(self)
         self.outbox = OutboxRepository(self)
 
     def __enter__(self) -> UnitOfWork:
@@ -446,43 +443,6 @@ def _rows(cursor: pg8000.dbapi.Cursor) -> list[Row]:
         return []
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
-class UsersRepository:
-    def __init__(self, executor: Executor) -> None:
-        self._db = executor
-
-    def find_by_phone(self, phone_number: str) -> Row | None:
-        return self._db.fetch_one("find_user_by_phone", phone_number=phone_number)
-
-    def find_by_id(self, user_id: UUID) -> Row | None:
-        return self._db.fetch_one("find_user_by_id", user_id=user_id)
-
-    def insert(
-        self, *, phone_number: str, terms_version: str, terms_accepted_at: datetime, now: datetime
-    ) -> Row | None:
-        """The new user's id, or None when the number registered concurrently."""
-        return self._db.fetch_one(
-            "insert_user",
-            phone_number=phone_number,
-            terms_version=terms_version,
-            terms_accepted_at=terms_accepted_at,
-            now=now,
-        )
-
-
-class PreferencesRepository:
-    def __init__(self, executor: Executor) -> None:
-        self._db = executor
-
-    def create_defaults(self, user_id: UUID) -> None:
-        self._db.execute("insert_default_preferences", user_id=user_id)
-
-    def set_notification_enabled(self, user_id: UUID, *, enabled: bool, now: datetime) -> None:
-        self._db.execute("set_notification_enabled", user_id=user_id, enabled=enabled, now=now)
-
-    def set_language(self, user_id: UUID, *, language: str, now: datetime) -> None:
-        self._db.execute("set_language", user_id=user_id, language=language, now=now)
 
 
 # Compact JSON with sorted keys, as json.dumps(sort_keys=True) writes it, ~10x faster: an

@@ -21,11 +21,11 @@ NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 def register(database: Database, phone: str = "+447700900123") -> Any:
     with database.unit_of_work() as uow:
-        row = uow.users.insert(
-            phone_number=phone, terms_version="v1", terms_accepted_at=NOW, now=NOW
+        row = uow.fetch_one(
+            "insert_user", phone_number=phone, terms_version="v1", terms_accepted_at=NOW, now=NOW
         )
         assert row is not None
-        uow.preferences.create_defaults(row["id"])
+        uow.execute("insert_default_preferences", user_id=row["id"])
         uow.outbox.add(
             events.user_registered(
                 row["id"], correlation_id="corr-1", terms_version="v1", registered_at=NOW
@@ -49,8 +49,12 @@ def test_change_and_outbox_row_commit_together(db: Database, sql: Any) -> None:
 
 def test_leaving_without_commit_rolls_back_both(db: Database, sql: Any) -> None:
     with db.unit_of_work() as uow:
-        row = uow.users.insert(
-            phone_number="+447700900124", terms_version="v1", terms_accepted_at=NOW, now=NOW
+        row = uow.fetch_one(
+            "insert_user",
+            phone_number="+447700900124",
+            terms_version="v1",
+            terms_accepted_at=NOW,
+            now=NOW,
         )
         assert row is not None
         uow.outbox.add(
@@ -78,8 +82,12 @@ def test_concurrent_registration_of_one_number_makes_one_user(db: Database, sql:
     def attempt() -> None:
         barrier.wait()
         with db.unit_of_work() as uow:
-            row = uow.users.insert(
-                phone_number="+447700900125", terms_version="v1", terms_accepted_at=NOW, now=NOW
+            row = uow.fetch_one(
+                "insert_user",
+                phone_number="+447700900125",
+                terms_version="v1",
+                terms_accepted_at=NOW,
+                now=NOW,
             )
             uow.commit()
         results.append(row)
@@ -103,7 +111,7 @@ def test_pool_recovers_after_connections_are_killed(db: Database, sql: Any) -> N
         " AND datname = current_database()"
     )
     with db.unit_of_work() as uow:
-        assert uow.users.find_by_phone("+447700900123") is not None
+        assert uow.fetch_one("find_user_by_phone", phone_number="+447700900123") is not None
     db.ping()
 
 
@@ -115,7 +123,7 @@ def test_preferences_defaults_and_switch(db: Database) -> None:
         assert preferences["notification_enabled"] is True
         assert preferences["language"] == "en-GB"
         assert preferences["delay_threshold_minutes"] == 15
-        uow.preferences.set_notification_enabled(user_id, enabled=False, now=NOW)
+        uow.execute("set_notification_enabled", user_id=user_id, enabled=False, now=NOW)
         uow.commit()
     with db.unit_of_work() as uow:
         preferences = uow.fetch_one("find_preferences", user_id=user_id)
@@ -184,11 +192,11 @@ def test_a_migration_that_changes_a_returned_column_costs_one_fresh_connection(
 ) -> None:
     register(db)
     with db.unit_of_work() as uow:  # prepares find_user_by_phone on a pooled connection
-        assert uow.users.find_by_phone("+447700900123") is not None
+        assert uow.fetch_one("find_user_by_phone", phone_number="+447700900123") is not None
     sql("ALTER TABLE whatsapp_handler.users ALTER COLUMN display_name TYPE VARCHAR(200)")
     try:
         with db.unit_of_work() as uow:  # stale statement: retried on a fresh connection
-            row = uow.users.find_by_phone("+447700900123")
+            row = uow.fetch_one("find_user_by_phone", phone_number="+447700900123")
         assert row is not None and row["phone_number"] == "+447700900123"
     finally:
         sql("ALTER TABLE whatsapp_handler.users ALTER COLUMN display_name TYPE VARCHAR(100)")
@@ -227,8 +235,12 @@ def test_an_outbox_row_failing_at_the_commit_takes_the_whole_transaction(
         uow.commit()
 
     with pytest.raises(Exception, match="outbox_events_pkey"), db.unit_of_work() as uow:
-        row = uow.users.insert(
-            phone_number="+447700900125", terms_version="v1", terms_accepted_at=NOW, now=NOW
+        row = uow.fetch_one(
+            "insert_user",
+            phone_number="+447700900125",
+            terms_version="v1",
+            terms_accepted_at=NOW,
+            now=NOW,
         )
         assert row is not None
         uow.outbox.add(event)  # the same event id again: fails, but only at the commit

@@ -100,9 +100,11 @@ class EffectRunner:
                     )
                 )
             case SetNotifications(enabled=enabled):
-                uow.preferences.set_notification_enabled(self._user(), enabled=enabled, now=now)
+                uow.execute(
+                    "set_notification_enabled", user_id=self._user(), enabled=enabled, now=now
+                )
             case SetLanguage(language=language):
-                uow.preferences.set_language(self._user(), language=language, now=now)
+                uow.execute("set_language", user_id=self._user(), language=language, now=now)
             case EraseUser():
                 self.erased = erase_user(
                     uow,
@@ -164,7 +166,8 @@ class EffectRunner:
     def _register(self, terms_version: str) -> UUID:
         phone_number = self.message.phone_number
         try:
-            row = self.uow.users.insert(
+            row = self.uow.fetch_one(
+                "insert_user",
                 phone_number=phone_number,
                 terms_version=terms_version,
                 terms_accepted_at=self.now,
@@ -181,12 +184,12 @@ class EffectRunner:
             raise
         if row is None:
             # Registered a moment ago by another message of this number: use that row.
-            existing = self.uow.users.find_by_phone(phone_number)
+            existing = self.uow.fetch_one("find_user_by_phone", phone_number=phone_number)
             if existing is None:  # pragma: no cover - the conflict proves it exists
                 raise RuntimeError("user vanished during registration")
             return UUID(str(existing["id"]))
         user_id = UUID(str(row["id"]))
-        self.uow.preferences.create_defaults(user_id)
+        self.uow.execute("insert_default_preferences", user_id=user_id)
         self._publish(
             events.user_registered(
                 user_id,

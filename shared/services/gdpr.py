@@ -379,7 +379,7 @@ def erase_on_request(
         if erased is None:
             outcome = (
                 RequestOutcome.NOT_FOUND
-                if uow.users.find_by_id(user_id) is None
+                if uow.fetch_one("find_user_by_id", user_id=user_id) is None
                 else RequestOutcome.ALREADY_ERASED
             )
             return RequestResult(user_id, outcome)
