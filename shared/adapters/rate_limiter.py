@@ -59,7 +59,7 @@ class RateLimiter:
     def inbound_counter(self, phone_number: str, now: datetime) -> tuple[str, int]:
         """This number's counter key for the current minute, and how long it must live.
 
-        The webhook counts a message in the same script that claims its MessageSid
+        The webhook counts a message in the same script that reserves its MessageSid
         (shared/services/inbound.py), so a repeated delivery is never counted.
         """
         window = int(now.timestamp()) // MINUTE_SECONDS

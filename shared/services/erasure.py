@@ -75,7 +75,7 @@ def erase_locked_users(
     Their ``user.gdpr.erased`` rows are built by the statement itself, with the payload of
     ``events.user_gdpr_erased`` (tests/gdpr compares them): a 500-user retention batch no
     longer builds 500 event objects and a JSON array for the server to parse. With the
-    claim's lock reused and five statements made one, the job's CPU for 40,000 users went
+    selection's lock reused and five statements made one, the job's CPU for 40,000 users went
     from 1.9 to 0.95 core-seconds and its run from 9 s to 6 s (bench gdpr_under_load).
     """
     if not users:

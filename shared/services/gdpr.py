@@ -20,7 +20,7 @@ erasure routine (RFC 7.2, corrected; shared/services/erasure.py). The work goes 
   so it holds the database for ~60 % of a run;
 - a run stops starting batches after ``GDPR_MAX_RUN_SECONDS``; the next run carries on.
 
-A batch is two statements: the claim, which locks the users and returns their numbers,
+A batch is two statements: the selection, which locks the users and returns their numbers,
 and ``erase_locked_users``, the shared erasure (the same statement ``erase_user`` runs
 after its own lock) with the outbox rows built in SQL.
 """
@@ -203,12 +203,12 @@ def run_retention(
     moment = clock()
     while moment < deadline:
         started = moment
-        claimed, erased = _erase_one_batch(database, cutoff, failed, policy, now, correlation_id)
-        if claimed is None:
+        selected, erased = _erase_one_batch(database, cutoff, failed, policy, now, correlation_id)
+        if selected is None:
             backlog_done = True
             break
         if erased is None:
-            erased, newly_failed = _erase_one_by_one(database, claimed, now, correlation_id)
+            erased, newly_failed = _erase_one_by_one(database, selected, now, correlation_id)
             failed.extend(newly_failed)
         progress.batches += 1
         progress.anonymised += len(erased)
@@ -216,7 +216,7 @@ def run_retention(
             "retention batch committed",
             action="gdpr.batch_committed",
             batch=progress.batches,
-            claimed=len(claimed),
+            selected=len(selected),
             anonymised=len(erased),
         )
         # Now, not after the run: a number erased here may sign up again before the run
@@ -250,21 +250,21 @@ def _erase_one_batch(
     now: datetime,
     correlation_id: str,
 ) -> tuple[list[UUID] | None, list[Erased] | None]:
-    """(None, None) when nothing is left; (claimed, None) when the batch rolled back."""
-    claimed: list[UUID] = []
+    """(None, None) when nothing is left; (selected, None) when the batch rolled back."""
+    selected: list[UUID] = []
     try:
         with database.unit_of_work() as uow:
             rows = uow.fetch_all(
-                "gdpr_claim_inactive_users",
+                "gdpr_lock_inactive_users",
                 cutoff=cutoff,
                 skip_ids=skip_ids,
                 batch_size=policy.batch_size,
             )
             locked = [(UUID(str(row["id"])), str(row["phone_number"])) for row in rows]
-            claimed = [user_id for user_id, _ in locked]
-            if not claimed:
+            selected = [user_id for user_id, _ in locked]
+            if not selected:
                 return None, None
-            erased = erase_locked_users(  # locked by the claim, not anonymised
+            erased = erase_locked_users(  # locked by the selection, not anonymised
                 uow,
                 locked,
                 reason=ErasureReason.RETENTION,
@@ -272,19 +272,19 @@ def _erase_one_batch(
                 correlation_id=correlation_id,
             )
             uow.commit()
-            return claimed, erased
+            return selected, erased
     except DependencyUnavailable:
         raise
     except Exception as error:
-        if not claimed:
+        if not selected:
             raise  # the selection itself failed: nothing to isolate, nothing done
         log.warning(
             "retention batch rolled back; retrying its users one by one",
             action="gdpr.batch_failed",
-            claimed=len(claimed),
+            selected=len(selected),
             error_type=type(error).__name__,
         )
-        return claimed, None
+        return selected, None
 
 
 def _erase_one_by_one(

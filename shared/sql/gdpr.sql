@@ -1,4 +1,4 @@
--- name: gdpr_claim_inactive_users
+-- name: gdpr_lock_inactive_users
 -- Retention (RFC 6.1 query 4, corrected, D4): blocked users are included, anonymised ones
 -- never come back. Oldest first, one bounded batch; SKIP LOCKED lets two runs share the
 -- work without waiting on (or deadlocking with) each other or a user's live request.
