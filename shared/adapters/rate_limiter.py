@@ -60,7 +60,7 @@ class RateLimiter:
         """This number's counter key for the current minute, and how long it must live.
 
         The webhook counts a message in the same script that reserves its MessageSid
-        (shared/services/inbound.py), so a repeated delivery is never counted.
+        (shared/adapters/message_ledger.py), so a repeated delivery is never counted.
         """
         window = int(now.timestamp()) // MINUTE_SECONDS
         return self._keys.inbound_rate(phone_number, window), 2 * MINUTE_SECONDS
