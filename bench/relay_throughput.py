@@ -12,28 +12,59 @@ client batches per ordering key, so distinct keys cost one request each).
 
 Uses the PostgreSQL and emulator that answer (127.0.0.1:5432, PUBSUB_EMULATOR_HOST or
 127.0.0.1:8085), or starts them; works in a database of its own, dropped afterwards.
+`make bench` runs it so (``measure``) for its last figure, the relay / raw ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import re
 import secrets
+import subprocess
+import sys
 import time
 from typing import Any
 
+from bench.figures import ROOT, Figure, measured, not_measured
+from bench.session import BenchRun
 from shared.adapters.pubsub import EventPublisher, OutgoingMessage, PublisherConfig
 from shared.db import Database
-from shared.services.relay import PendingEvent, RelayPolicy, run_relay, to_message
+from shared.relay_policy import PendingEvent, RelayPolicy, to_message
+from shared.services.relay import run_relay
 from shared.settings import Settings
-from tools import devservices as svc
 from tools import migrate
-from tools.devservices import admin_connection as _admin
-from tools.devservices import url_with_database as _with_database
+from tools.devservices import admin_connection
+from tools.environment import LocalServices, scratch_database
+
+TITLE = "relay throughput"
+RELAY_RATIO = "relay / raw batched publish, 10,000 events to the emulator"
+NAMES = (RELAY_RATIO,)
+
+
+def measure(run: BenchRun) -> list[Figure]:
+    """This module run on its own (its own database, the run's emulator): its ratio."""
+    for _ in range(2):  # once more if another session's test killed its connections
+        result = subprocess.run(
+            [sys.executable, "-m", "bench.relay_throughput"],
+            cwd=ROOT,
+            env=run.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        match = re.search(r"relay / raw = ([\d.]+)", result.stdout)
+        if result.returncode == 0 and match:
+            break
+    if result.returncode != 0 or not match:
+        return [not_measured(RELAY_RATIO, (result.stderr or result.stdout).strip()[-200:])]
+    relay_rate, raw_rate = re.findall(r"([\d.]+) events/s", result.stdout)[:2]
+    rates = f"relay {relay_rate} events/s, raw {raw_rate} events/s"
+    return [measured(RELAY_RATIO, float(match.group(1)), note=rates)]
 
 
 def _insert(url: str, *, events: int, aggregates: int) -> None:
-    connection = _admin(url)
+    connection = admin_connection(url)
     try:
         connection.run(
             """
@@ -96,26 +127,7 @@ def _publish_chunks(publisher: EventPublisher, messages: list[OutgoingMessage], 
     return time.perf_counter() - started
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=10_000)
-    parser.add_argument("--aggregates", type=int, default=2_500)
-    parser.add_argument("--batch-size", type=int, default=RelayPolicy().batch_size)
-    args = parser.parse_args()
-
-    started: list[svc.Started] = []
-    admin_url, pg_started = svc.postgres_admin_url()
-    if pg_started:
-        started.append(pg_started)
-    host, emulator_started, why = svc.pubsub_emulator()
-    if emulator_started:
-        started.append(emulator_started)
-    if host is None:
-        raise SystemExit(f"no Pub/Sub emulator: {why}")
-    name = f"wh_bench_{secrets.token_hex(4)}"
-    admin = _admin(admin_url)
-    admin.run(f'CREATE DATABASE "{name}"')
-    url = _with_database(admin_url, name)
+def _relay_against_raw(url: str, host: str, args: argparse.Namespace) -> None:
     database: Database | None = None
     publisher: EventPublisher | None = None
     try:
@@ -170,14 +182,22 @@ def main() -> int:
             publisher.close()
         if database is not None:
             database.close()
-        admin.run(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name",
-            name=name,
-        )
-        admin.run(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
-        for process in reversed(started):
-            process.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--aggregates", type=int, default=2_500)
+    parser.add_argument("--batch-size", type=int, default=RelayPolicy().batch_size)
+    args = parser.parse_args()
+
+    with LocalServices() as local:
+        admin_url = local.shared_postgres()
+        host, why = local.shared_pubsub()
+        if host is None:
+            raise SystemExit(f"no Pub/Sub emulator: {why}")
+        with scratch_database(admin_url, f"wh_bench_{secrets.token_hex(4)}") as url:
+            _relay_against_raw(url, host, args)
     return 0
 
 

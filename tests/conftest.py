@@ -21,10 +21,9 @@ from typing import Any
 import pytest
 import redis
 
-from tools import devservices as svc
 from tools.devservices import admin_connection as _admin
-from tools.devservices import url_with_database as _with_database
 from tools.devtwilio import TwilioStandIn
+from tools.environment import FunctionEnvironment, LocalServices, scratch_database
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_ACCOUNT_SID = "AC" + "1" * 32
@@ -56,77 +55,51 @@ class Services:
 
 @pytest.fixture(scope="session")
 def services() -> Iterator[Services]:
-    started: list[svc.Started] = []
-    admin_url, pg_started = svc.postgres_admin_url()
-    if pg_started:
-        started.append(pg_started)
-    redis_url, redis_started = svc.redis_url()
-    if redis_started:
-        started.append(redis_started)
-    twilio = TwilioStandIn(TEST_ACCOUNT_SID, TEST_AUTH_TOKEN).start()
-
     run_id = f"{os.getpid()}_{secrets.token_hex(3)}"
     template = f"wh_test_{run_id}_template"
-    database = f"wh_test_{run_id}"
-    admin = _admin(admin_url)
-    admin.run(f'CREATE DATABASE "{template}"')
-    from tools import migrate
-
-    migrate.upgrade(_with_database(admin_url, template))
-    admin.run(f'CREATE DATABASE "{database}" TEMPLATE "{template}"')
-
     prefix = f"wh-test-{run_id}:"
-    environment = {
-        "DATABASE_URL": _with_database(admin_url, database),
-        "REDIS_URL": redis_url,
-        "REDIS_KEY_PREFIX": prefix,
-        "TWILIO_ACCOUNT_SID": TEST_ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": TEST_AUTH_TOKEN,
-        "TWILIO_API_BASE_URL": twilio.base_url,
-        "TWILIO_SMS_FROM": TEST_SMS_FROM,
-        "TWILIO_WHATSAPP_FROM": TEST_WHATSAPP_FROM,
-        "WEBHOOK_PUBLIC_URL": TEST_WEBHOOK_URL,
-        "OTP_PEPPER": TEST_OTP_PEPPER,
-        "GOOGLE_CLOUD_PROJECT": TEST_PROJECT,
-        "PUBSUB_TOPIC": f"wh-events-{run_id}",
-        "NOTIFY_TOPIC": f"wh-notify-{run_id}",
-        "RELAY_LOOP_SECONDS": "0",
-        "TERMS_VERSION": "2025-11-30",
-    }
-    saved = {key: os.environ.get(key) for key in environment}
-    for key in ("TWILIO_EDGE", "TWILIO_REGION"):  # they would mangle the stand-in's URL
-        os.environ.pop(key, None)
-    os.environ.update(environment)
-    client = redis.Redis.from_url(redis_url)
-    try:
-        yield Services(
-            admin_url=admin_url,
-            database_url=environment["DATABASE_URL"],
-            template_database=template,
-            redis_url=redis_url,
-            redis_prefix=prefix,
-            twilio=twilio,
-            redis=client,
-        )
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        _delete_prefixed_keys(client, prefix)
-        client.close()
-        twilio.stop()
-        _close_cached_dependencies()
-        for name in (database, template):
-            admin.run(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name",
-                name=name,
-            )
-            admin.run(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
-        for process in reversed(started):
-            process.stop()
+    with LocalServices() as local:
+        admin_url = local.shared_postgres()
+        redis_url = local.shared_redis()
+        twilio = local.twilio(TEST_ACCOUNT_SID, TEST_AUTH_TOKEN)
+        with scratch_database(admin_url, template) as template_url:
+            from tools import migrate
+
+            migrate.upgrade(template_url)
+            with scratch_database(admin_url, f"wh_test_{run_id}", template=template) as url:
+                environment = FunctionEnvironment(
+                    database_url=url,
+                    redis_url=redis_url,
+                    redis_key_prefix=prefix,
+                    twilio_account_sid=TEST_ACCOUNT_SID,
+                    twilio_auth_token=TEST_AUTH_TOKEN,
+                    twilio_api_base_url=twilio.base_url,
+                    twilio_sms_from=TEST_SMS_FROM,
+                    twilio_whatsapp_from=TEST_WHATSAPP_FROM,
+                    webhook_public_url=TEST_WEBHOOK_URL,
+                    otp_pepper=TEST_OTP_PEPPER,
+                    google_cloud_project=TEST_PROJECT,
+                    pubsub_topic=f"wh-events-{run_id}",
+                    notify_topic=f"wh-notify-{run_id}",
+                    relay_loop_seconds=0,
+                    terms_version="2025-11-30",
+                )
+                client = redis.Redis.from_url(redis_url)
+                try:
+                    with environment.applied():
+                        yield Services(
+                            admin_url=admin_url,
+                            database_url=url,
+                            template_database=template,
+                            redis_url=redis_url,
+                            redis_prefix=prefix,
+                            twilio=twilio,
+                            redis=client,
+                        )
+                finally:
+                    _delete_prefixed_keys(client, prefix)
+                    client.close()
+                    _close_cached_dependencies()  # their pools hold the database open
 
 
 def _close_cached_dependencies() -> None:
@@ -202,39 +175,28 @@ def sql(clean_state: Services) -> Iterator[Callable[..., list[dict[str, Any]]]]:
 
 @pytest.fixture()
 def fresh_database_url(services: Services) -> Iterator[str]:
-    name = f"wh_fresh_{secrets.token_hex(4)}"
-    admin = _admin(services.admin_url)
-    admin.run(f'CREATE DATABASE "{name}"')
-    try:
-        yield _with_database(services.admin_url, name)
-    finally:
-        admin.run(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name",
-            name=name,
-        )
-        admin.run(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
+    with scratch_database(services.admin_url, f"wh_fresh_{secrets.token_hex(4)}") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def pubsub(services: Services) -> Iterator[str]:
     """The emulator's host:port, with PUBSUB_EMULATOR_HOST set for the clients."""
-    host_port, started, why = svc.pubsub_emulator()
-    if host_port is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the Pub/Sub tests, but {why}")
-        pytest.skip(why)
-    saved = os.environ.get("PUBSUB_EMULATOR_HOST")
-    os.environ["PUBSUB_EMULATOR_HOST"] = host_port
-    try:
-        yield host_port
-    finally:
-        if saved is None:
-            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
-        else:
-            os.environ["PUBSUB_EMULATOR_HOST"] = saved
-        if started is not None:
-            started.stop()
+    with LocalServices() as local:
+        host_port, why = local.shared_pubsub()
+        if host_port is None:
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"CI must run the Pub/Sub tests, but {why}")
+            pytest.skip(why)
+        saved = os.environ.get("PUBSUB_EMULATOR_HOST")
+        os.environ["PUBSUB_EMULATOR_HOST"] = host_port
+        try:
+            yield host_port
+        finally:
+            if saved is None:
+                os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+            else:
+                os.environ["PUBSUB_EMULATOR_HOST"] = saved
 
 
 def sign(url: str, params: dict[str, str], token: str = TEST_AUTH_TOKEN) -> str:

@@ -44,12 +44,12 @@ from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
 
 from shared.settings import Settings, is_set_in_environment
 from tools import devservices
 from tools.devservices import Started, admin_connection
-from tools.devtwilio import RecordedMessage, TwilioStandIn
+from tools.devtwilio import RecordedMessage
+from tools.environment import FunctionEnvironment, LocalServices
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The dev stack's own named queries (the functions' live in shared/sql/).
@@ -193,11 +193,6 @@ def job_did_something(payload: object) -> bool:
         isinstance(value, int) and value > 0 and any(word in key for word in interesting)
         for key, value in payload.items()
     )
-
-
-def with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
 
 
 def startup_table(rows: list[tuple[str, str]]) -> str:
@@ -345,7 +340,8 @@ def timer_plan(options: DevOptions, functions: Iterable[str], relay_enabled: boo
 class DevStack:
     options: DevOptions
     console: Console = field(default_factory=Console)
-    infrastructure: list[Started] = field(default_factory=list)
+    # The servers and the Twilio stand-in this stack started, stopped last.
+    services: LocalServices = field(default_factory=LocalServices)
     launched: list[RunningFunction] = field(default_factory=list)
     functions: dict[str, RunningFunction] = field(default_factory=dict)
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -386,38 +382,37 @@ class DevStack:
         redis_url, redis_note = self._redis(env)
         emulator_host, emulator_note = self._emulator(env)
 
-        standin = TwilioStandIn(
-            local["TWILIO_ACCOUNT_SID"], local["TWILIO_AUTH_TOKEN"], on_message=self._on_message
-        ).start(self._port(TWILIO_PREFERRED_PORT))
-        self._closers.append(standin.stop)
+        standin = self.services.twilio(
+            local["TWILIO_ACCOUNT_SID"],
+            local["TWILIO_AUTH_TOKEN"],
+            port=self._port(TWILIO_PREFERRED_PORT),
+            on_message=self._on_message,
+        )
 
         ports = {spec.target: self._port(spec.preferred_port) for spec in FUNCTIONS}
         webhook_url = f"http://127.0.0.1:{ports['webhook']}/"
         public_url = self.options.public_url or webhook_url
-        environment = {
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "TWILIO_ACCOUNT_SID": local["TWILIO_ACCOUNT_SID"],
-            "TWILIO_AUTH_TOKEN": local["TWILIO_AUTH_TOKEN"],
-            "OTP_PEPPER": local["OTP_PEPPER"],
-            "TWILIO_API_BASE_URL": standin.base_url,
-            "TWILIO_SMS_FROM": DEV_SMS_FROM,
-            "TWILIO_WHATSAPP_FROM": DEV_WHATSAPP_FROM,
-            "WEBHOOK_PUBLIC_URL": public_url,
-            "GOOGLE_CLOUD_PROJECT": env.google_cloud_project,
-            "PUBSUB_TOPIC": env.pubsub_topic,
-            "NOTIFY_TOPIC": env.notify_topic,
+        # The functions inherit it all: they run as this process's children.
+        environment = FunctionEnvironment(
+            database_url=database_url,
+            redis_url=redis_url,
+            twilio_account_sid=local["TWILIO_ACCOUNT_SID"],
+            twilio_auth_token=local["TWILIO_AUTH_TOKEN"],
+            otp_pepper=local["OTP_PEPPER"],
+            twilio_api_base_url=standin.base_url,
+            twilio_sms_from=DEV_SMS_FROM,
+            twilio_whatsapp_from=DEV_WHATSAPP_FROM,
+            webhook_public_url=public_url,
+            google_cloud_project=env.google_cloud_project,
+            pubsub_topic=env.pubsub_topic,
+            notify_topic=env.notify_topic,
             # One drain per scheduler call: the local timer calls every few seconds.
-            "RELAY_LOOP_SECONDS": "0",
-            "PYTHONUNBUFFERED": "1",
-        }
-        if emulator_host:
-            environment["PUBSUB_EMULATOR_HOST"] = emulator_host
-        else:
-            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
-        for name in ("TWILIO_EDGE", "TWILIO_REGION", "STATUS_CALLBACK_URL"):
-            os.environ.pop(name, None)  # would send the stand-in's calls elsewhere
-        os.environ.update(environment)
+            relay_loop_seconds=0,
+            pubsub_emulator_host=emulator_host,
+            process={"PYTHONUNBUFFERED": "1"},
+            # Without an emulator the relay is not run: no function may find a stale one.
+            unset=() if emulator_host else ("PUBSUB_EMULATOR_HOST",),
+        ).apply()
 
         from tools import migrate
 
@@ -499,15 +494,14 @@ class DevStack:
         elif not configured and not self._forced():
             self._offer_local("database", "PostgreSQL", 5432, "DATABASE_URL")
         data_dir = self.dev_dir / "postgres"
-        admin_url, started = devservices.start_embedded_postgres(
+        admin_url, started = self.services.embedded_postgres(
             port=self._port(POSTGRES_PREFERRED_PORT),
             data_dir=data_dir,
             log_file=self.logs_dir / "postgres.log",
         )
-        self.infrastructure.append(started)
         create_database_if_missing(admin_url, DEV_DATABASE)
         kept = started.data_dir or data_dir
-        return with_database(admin_url, DEV_DATABASE), f"(embedded, data in {kept})"
+        return devservices.url_with_database(admin_url, DEV_DATABASE), f"(embedded, data in {kept})"
 
     def _redis(self, env: EnvironmentSettings) -> tuple[str, str]:
         configured = env.redis_url if is_set_in_environment("redis_url") else None
@@ -519,12 +513,11 @@ class DevStack:
         elif not configured and not self._forced():
             self._offer_local("redis", "Redis", 6379, "REDIS_URL")
         data_dir = self.dev_dir / "redis"
-        url, started = devservices.start_embedded_redis(
+        url = self.services.embedded_redis(
             port=self._port(REDIS_PREFERRED_PORT),
             data_dir=data_dir,
             log_file=self.logs_dir / "redis.log",
         )
-        self.infrastructure.append(started)
         return url, f"(embedded, data in {data_dir})"
 
     def _emulator(self, env: EnvironmentSettings) -> tuple[str | None, str]:
@@ -538,10 +531,9 @@ class DevStack:
         if not devservices.emulator_available():
             return None, f"no Pub/Sub emulator here ({devservices.EMULATOR_BIN} and java)"
         self.console.say("pubsub", "starting the Pub/Sub emulator")
-        host, started = devservices.start_pubsub_emulator(
+        host = self.services.embedded_pubsub(
             port=self._port(EMULATOR_PREFERRED_PORT), log_file=self.logs_dir / "pubsub.log"
         )
-        self.infrastructure.append(started)
         return host, f"emulator {host} (in memory)"
 
     def _offer_local(self, kind: str, server: str, port: int, setting: str) -> None:
@@ -836,8 +828,7 @@ class DevStack:
         for close in reversed(self._closers):
             with contextlib.suppress(Exception):
                 close()
-        for started in reversed(self.infrastructure):
-            started.stop(timeout=15)
+        self.services.close()
         if self._lock is not None:
             self._lock.close()
         self.console.say("stopped", "everything this run started has stopped")
