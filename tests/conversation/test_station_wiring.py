@@ -9,6 +9,7 @@ from datetime import datetime, time
 import pytest
 
 from shared import conversation as c
+from shared.adapters.conversation_store import state_from_json, state_to_json
 from shared.claim import UK
 from tests.conversation.test_conversation import DRAFT, DRAFTS, VERIFIED, kinds, state, step
 
@@ -187,7 +188,7 @@ def test_choices_and_a_pending_hour_survive_the_json_round_trip() -> None:
     assert asked.state is not None and asked.state.pending_hour == (8, 0)
     for decision in (offered, asked):
         assert decision.state is not None
-        assert c.state_from_json(c.state_to_json(decision.state)) == decision.state
+        assert state_from_json(state_to_json(decision.state)) == decision.state
     assert DRAFTS[c.Phase.CLAIM_STATIONS].origin_crs is None  # old drafts load without codes
 
 
