@@ -171,6 +171,8 @@ def step(
     else:
         decision = _dispatch(turn)
     if turn.returning:
+        # A new conversation for a known user: its start comes before what the turn asks,
+        # so its event is first in the outbox.
         started = StartConversation(current.conversation_id)
         return decision._replace(effects=(started, *decision.effects))
     return decision
