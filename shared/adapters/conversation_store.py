@@ -57,7 +57,7 @@ class ConversationStore:
         client: redis.Redis,
         keys: RedisKeys,
         ttl_seconds: int,
-        marker_ttl_seconds: int = 72 * 3600,
+        marker_ttl_seconds: int,
     ) -> None:
         self._client = client
         self._keys = keys
