@@ -182,6 +182,9 @@ def answer_stations(turn: Turn) -> Decision:
     return ask_again(turn, turn.reason(found))
 
 
+# --- the time, with its am/pm question ---------------------------------------------------
+
+
 def _take_time(turn: Turn, draft: ClaimDraft, found: time) -> Decision:
     if draft.journey_date is None:  # pragma: no cover - the phases ask for the date first
         return advance(turn, draft, "")
@@ -206,6 +209,9 @@ def answer_time(turn: Turn) -> Decision:
     if isinstance(found, claims.Rejected):
         return ask_again(turn, turn.reason(found))
     return _take_time(turn, draft, found)
+
+
+# --- a claim told in one message -----------------------------------------------------------
 
 
 def claim_from_text(turn: Turn) -> Decision | None:

@@ -92,7 +92,7 @@ def _correct_stations(turn: Turn, found: claims.StationAnswer) -> Decision:
 
 def accept_proposal(turn: Turn) -> Decision:
     proposal = turn.state.proposal
-    assert proposal is not None  # noqa: S101 - _dispatch routes here only with one
+    assert proposal is not None  # noqa: S101 - step routes here only with one
     return advance(turn, proposal, turn.say(R.CHANGED))
 
 
