@@ -65,7 +65,6 @@ def conversation_config(settings: Settings) -> ConversationConfig:
         terms_url=settings.terms_url,
         claim_window_days=settings.claim_window_days,
         otp_ttl_seconds=settings.otp_ttl_seconds,
-        otp_max_attempts=settings.otp_max_attempts,
         support_email=settings.support_email,
         conversation_idle_seconds=settings.conversation_idle_seconds,
     )

@@ -27,6 +27,22 @@ def crs(found: gb.Resolution) -> str:
     return "-"
 
 
+def sides(found: claim.StationAnswer) -> tuple[str, str, str, str]:
+    """(origin, destination) as typed, then each one's ``crs``."""
+    return (
+        found.origin,
+        found.destination,
+        crs(found.origin_match),
+        crs(found.destination_match),
+    )
+
+
+def stations_answer(text: str) -> claim.StationAnswer:
+    found = claim.parse_station_answer(text, now=NOW, window_days=28)
+    assert isinstance(found, claim.StationAnswer), found
+    return found
+
+
 # --- dates -------------------------------------------------------------------------------
 
 
@@ -189,13 +205,8 @@ def test_am_and_pm_together_are_refused() -> None:
 def test_the_stations_answer(
     text: str, origin: str, destination: str, origin_crs: str, destination_crs: str
 ) -> None:
-    found = claim.parse_station_answer(text, now=NOW, window_days=28)
-    assert isinstance(found, claim.StationAnswer), found
-    assert (found.origin, found.destination) == (origin, destination)
-    assert (crs(found.origin_match), crs(found.destination_match)) == (
-        origin_crs,
-        destination_crs,
-    )
+    found = stations_answer(text)
+    assert sides(found) == (origin, destination, origin_crs, destination_crs)
     assert found.journey_date is None and found.departure is None
 
 
@@ -218,10 +229,8 @@ def test_the_stations_answer(
 def test_a_date_or_time_in_the_stations_answer_is_kept_for_later(
     text: str, journey_date: date | None, departure: time | claim.Rejected | None
 ) -> None:
-    found = claim.parse_station_answer(text, now=NOW, window_days=28)
-    assert isinstance(found, claim.StationAnswer), found
-    assert (crs(found.origin_match), crs(found.destination_match)) == ("LDS", "YRK")
-    assert (found.origin, found.destination) == ("Leeds", "York")
+    found = stations_answer(text)
+    assert sides(found) == ("Leeds", "York", "LDS", "YRK")
     assert found.journey_date == journey_date and found.departure == departure
 
 
@@ -312,21 +321,20 @@ def test_one_message_gives_what_it_gives(
     if stations is None:
         assert draft.stations is None
     else:
-        assert draft.stations is not None
-        found = draft.stations
-        assert (
-            found.origin,
-            found.destination,
-            crs(found.origin_match),
-            crs(found.destination_match),
-        ) == stations
+        assert draft.stations is not None and sides(draft.stations) == stations
+
+
+def read_by_every_new_parser(text: str) -> None:
+    claim.parse_station_answer(text, now=NOW, window_days=28)
+    claim.extract_journey(text, now=NOW, window_days=28)
+    claim.resolve_half_day(8, text)
+    claim.parse_departure_time(text)
+    claim.parse_journey_date(text, now=NOW, window_days=28)
 
 
 @given(text=st.text(max_size=300))
 def test_the_new_parsers_never_raise(text: str) -> None:
-    claim.parse_station_answer(text, now=NOW, window_days=28)
-    claim.extract_journey(text, now=NOW, window_days=28)
-    claim.resolve_half_day(8, text)
+    read_by_every_new_parser(text)
 
 
 @given(
@@ -335,7 +343,4 @@ def test_the_new_parsers_never_raise(text: str) -> None:
     )
 )
 def test_the_new_parsers_never_raise_on_near_misses(text: str) -> None:
-    claim.parse_station_answer(text, now=NOW, window_days=28)
-    claim.extract_journey(text, now=NOW, window_days=28)
-    claim.parse_departure_time(text)
-    claim.parse_journey_date(text, now=NOW, window_days=28)
+    read_by_every_new_parser(text)

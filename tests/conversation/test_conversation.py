@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from uuid import UUID
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared import conversation as c
+from shared.adapters.conversation_store import state_from_json, state_to_json
 from shared.claim import UK
 from shared.events import Media
 from shared.otp import OtpCheck, OtpResult
+from shared.settings import Settings
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-CONFIG = c.ConversationConfig(terms_version="v2")
+
+
+def settings_config(**overrides: object) -> c.ConversationConfig:
+    """The config the webhook builds from settings left at their defaults (shared/settings.py
+    owns them), with ``overrides``."""
+    defaults = {field.name: field.default for field in msgspec.structs.fields(Settings)}
+    taken = {field.name: defaults[field.name] for field in dataclasses.fields(c.ConversationConfig)}
+    return c.ConversationConfig(**{**taken, **overrides})  # type: ignore[arg-type]
+
+
+CONFIG = settings_config(terms_version="v2")
 GUEST = None
 UNVERIFIED = c.UserView(UUID(int=1), verified=False, blocked=False, terms_version="v2")
 OLD_TERMS = c.UserView(UUID(int=1), verified=False, blocked=False, terms_version="v1")
@@ -395,7 +409,7 @@ def test_any_text_in_any_state_gets_a_reply_never_an_exception(
         registered = any(isinstance(effect, c.RegisterUser) for effect in decision.effects)
         after = UNVERIFIED if registered else user  # who the user is once effects are done
         assert decision.state.phase in c.allowed_phases(after)
-        assert c.state_from_json(c.state_to_json(decision.state)) == decision.state
+        assert state_from_json(state_to_json(decision.state)) == decision.state
         for outcome in (
             c.OtpSendOutcome(c.OtpSendResult.FAILED),
             c.OtpCheckOutcome(OtpCheck(OtpResult.WRONG, 1)),
@@ -406,7 +420,7 @@ def test_any_text_in_any_state_gets_a_reply_never_an_exception(
 @settings(max_examples=200, deadline=None)
 @given(current=_states.filter(lambda found: found is not None))
 def test_state_json_round_trips(current: c.ConversationState) -> None:
-    assert c.state_from_json(c.state_to_json(current)) == current
+    assert state_from_json(state_to_json(current)) == current
 
 
 @settings(max_examples=100, deadline=None)
@@ -415,7 +429,7 @@ def test_state_json_is_what_json_dumps_writes(
     current: c.ConversationState, saved_at: datetime
 ) -> None:
     # msgspec writes it; the standard library must read back and write the same text.
-    text = c.state_to_json(current, saved_at)
+    text = state_to_json(current, saved_at)
     assert text == json.dumps(
         json.loads(text), separators=(",", ":"), sort_keys=True, ensure_ascii=False
     )
@@ -423,14 +437,14 @@ def test_state_json_is_what_json_dumps_writes(
 
 @given(raw=st.text(max_size=200))
 def test_unreadable_state_is_none(raw: str) -> None:
-    assert c.state_from_json(raw) is None or isinstance(c.state_from_json(raw), c.ConversationState)
+    assert state_from_json(raw) is None or isinstance(state_from_json(raw), c.ConversationState)
 
 
 @pytest.mark.parametrize(
     "raw", ["", "{}", "[]", '{"v": 99}', '{"v": 1, "phase": "nope"}', "null", '"x"']
 )
 def test_known_bad_states_are_none(raw: str) -> None:
-    assert c.state_from_json(raw) is None
+    assert state_from_json(raw) is None
 
 
 @pytest.mark.parametrize("phase", sorted(c.CLAIM_PHASES))

@@ -9,7 +9,10 @@ from datetime import datetime, time
 import pytest
 
 from shared import conversation as c
+from shared import replies
+from shared.adapters.conversation_store import state_from_json, state_to_json
 from shared.claim import UK
+from shared.replies import R
 from tests.conversation.test_conversation import DRAFT, DRAFTS, VERIFIED, kinds, state, step
 
 STATIONS = state(c.Phase.CLAIM_STATIONS)
@@ -187,7 +190,7 @@ def test_choices_and_a_pending_hour_survive_the_json_round_trip() -> None:
     assert asked.state is not None and asked.state.pending_hour == (8, 0)
     for decision in (offered, asked):
         assert decision.state is not None
-        assert c.state_from_json(c.state_to_json(decision.state)) == decision.state
+        assert state_from_json(state_to_json(decision.state)) == decision.state
     assert DRAFTS[c.Phase.CLAIM_STATIONS].origin_crs is None  # old drafts load without codes
 
 
@@ -259,40 +262,37 @@ def test_every_refusal_of_the_parsers_is_worded_by_the_catalogue() -> None:
     assert len(keyed) >= 20
 
 
+@pytest.mark.parametrize(
+    ("phase", "text", "key", "template", "welsh", "english"),
+    [
+        (
+            c.Phase.CLAIM_TIME,
+            "blah",
+            R.REASON_TIME_UNREAD,
+            "Doeddwn i ddim yn gallu darllen yr amser yna.",
+            "Doeddwn i ddim yn gallu darllen yr amser yna.",
+            "I couldn't read that time.",
+        ),
+        (  # the date read back, in a translation's words (issue 20: value-bearing reasons)
+            c.Phase.CLAIM_DATE,
+            "12/01/2026",
+            R.REASON_DATE_TOO_OLD,
+            "Mae {typed} yn golygu {date}, dros {days} diwrnod yn ôl.",
+            "Mae 12/01/2026 yn golygu Monday 12 January 2026, dros 28 diwrnod yn ôl.",
+            "12/01/2026 reads as Monday 12 January 2026, more than 28 days ago",
+        ),
+    ],
+)
 def test_a_refusal_reason_is_said_in_the_passengers_language(
     monkeypatch: pytest.MonkeyPatch,
+    phase: c.Phase,
+    text: str,
+    key: R,
+    template: str,
+    welsh: str,
+    english: str,
 ) -> None:
-    from shared import replies
-    from shared.replies import R
-
-    welsh = {R.REASON_TIME_UNREAD: "Doeddwn i ddim yn gallu darllen yr amser yna."}
-    monkeypatch.setitem(replies.CATALOGUES, "cy", welsh)
-    asked = step(
-        state(c.Phase.CLAIM_TIME, language="cy-GB"), "blah", replace(VERIFIED, language="cy-GB")
-    )
-    assert asked.reply.startswith(welsh[R.REASON_TIME_UNREAD])
-    english = step(state(c.Phase.CLAIM_TIME), "blah")
-    assert english.reply.startswith("I couldn't read that time.")
-
-
-def test_a_refusal_with_values_is_said_in_the_passengers_language(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The date read back, in a translation's words (issue 20: value-bearing reasons)."""
-    from shared import replies
-    from shared.replies import R
-
-    welsh = {R.REASON_DATE_TOO_OLD: "Mae {typed} yn golygu {date}, dros {days} diwrnod yn ôl."}
-    monkeypatch.setitem(replies.CATALOGUES, "cy", welsh)
-    asked = step(
-        state(c.Phase.CLAIM_DATE, language="cy-GB"),
-        "12/01/2026",
-        replace(VERIFIED, language="cy-GB"),
-    )
-    assert asked.reply.startswith(
-        "Mae 12/01/2026 yn golygu Monday 12 January 2026, dros 28 diwrnod yn ôl."
-    )
-    english = step(state(c.Phase.CLAIM_DATE), "12/01/2026")
-    assert english.reply.startswith(
-        "12/01/2026 reads as Monday 12 January 2026, more than 28 days ago"
-    )
+    monkeypatch.setitem(replies.CATALOGUES, "cy", {key: template})
+    asked = step(state(phase, language="cy-GB"), text, replace(VERIFIED, language="cy-GB"))
+    assert asked.reply.startswith(welsh)
+    assert step(state(phase), text).reply.startswith(english)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -165,34 +162,6 @@ def test_every_alias_names_a_station_in_the_list() -> None:
     assert all(stations.by_crs(crs) is not None for _, crs in aliases)
 
 
-def test_the_list_loads_on_first_use_and_rapidfuzz_on_the_first_typo() -> None:
-    # The webhook's cold start pays for neither: importing the module reads nothing.
-    script = (
-        "import sys; from shared import stations as s; "
-        "print(s.default_index.cache_info().currsize, 'rapidfuzz' in sys.modules); "
-        "s.resolve('Leeds'); print(s.default_index.cache_info().currsize, 'rapidfuzz' in sys.modules); "
-        "s.resolve('Edinbrugh'); print('rapidfuzz' in sys.modules)"
-    )
-    shown = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
-    ).stdout.split()
-    assert shown == ["0", "False", "1", "False", "True"]
-
-
 @given(text=st.text(max_size=80))
 def test_resolve_never_raises(text: str) -> None:
     assert isinstance(stations.resolve(text), Match | Choice | NoMatch)
-
-
-def test_the_claim_parsers_import_the_station_list_only_when_a_stations_answer_comes() -> None:
-    script = (
-        "import sys; from shared import claim; print('shared.stations' in sys.modules); "
-        "claim.parse_departure_time('8am'); print('shared.stations' in sys.modules); "
-        "from datetime import UTC, datetime; "
-        "claim.parse_station_answer('Leeds to York', now=datetime.now(UTC), window_days=28); "
-        "print('shared.stations' in sys.modules, 'rapidfuzz' in sys.modules)"
-    )
-    shown = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
-    ).stdout.split()
-    assert shown == ["False", "False", "True", "False"]
