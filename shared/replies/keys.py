@@ -116,7 +116,7 @@ class R(StrEnum):
     STATION_OPTION = "station_option"
     REASON_SAME_STATIONS = "reason_same_stations"
     AM_OR_PM = "am_or_pm"
-    # The parsers' refusal reasons (shared/claim.py refuses with these keys and values).
+    # The parsers' refusal reasons (shared/claim/ refuses with these keys and values).
     REASON_DATE_UNREAD = "reason_date_unread"
     REASON_DATE_NOT_THIS_YEAR = "reason_date_not_this_year"
     REASON_STATIONS_TOO_LONG = "reason_stations_too_long"
