@@ -37,18 +37,22 @@ class StoredConversation:
     state: ConversationState | None  # None: none, expired, or unreadable (start afresh)
     saved_at: datetime | None = None  # the saving message's time; None when unknown
     present: bool = False  # a value was there (readable or not)
+    # The claim marker was set: an unfinished claim's state expired here (D106).
+    claim_marked: bool = False
 
 
 ABSENT = StoredConversation(state=None)
 UNREADABLE = StoredConversation(state=None, present=True)
 
 
-def decode(raw: str | bytes | None) -> StoredConversation:
+def decode(raw: str | bytes | None, *, claim_marked: bool = False) -> StoredConversation:
     if raw is None:
-        return ABSENT
+        return StoredConversation(state=None, claim_marked=claim_marked)
     text = raw.decode() if isinstance(raw, bytes) else raw
     state, saved_at = stored_state_from_json(text)
-    return StoredConversation(state=state, saved_at=saved_at, present=True)
+    return StoredConversation(
+        state=state, saved_at=saved_at, present=True, claim_marked=claim_marked
+    )
 
 
 class ConversationStore:
@@ -70,17 +74,20 @@ class ConversationStore:
     def marker_key(self, phone_number: str) -> str:
         return self._keys.claim_marker(phone_number)
 
-    def claim_was_open(self, phone_number: str) -> bool:
-        """Whether an unfinished claim's state expired here (its marker outlives it, D106)."""
-        return bool(self._client.exists(self.marker_key(phone_number)))
-
     @staticmethod
     def marks_a_claim(state: ConversationState | None) -> bool:
         """Whether saving ``state`` keeps the marker (a claim in progress) or deletes it."""
         return claim_open(state)
 
     def load(self, phone_number: str) -> StoredConversation:
-        return decode(cast(str | None, self._client.get(self.key(phone_number))))
+        """The state and whether the claim marker is set, in one round trip. A GET, not an
+        MGET: a value that is no string fails the read (WRONGTYPE) instead of passing for
+        no state."""
+        pipeline = self._client.pipeline(transaction=False)
+        pipeline.get(self.key(phone_number))
+        pipeline.exists(self.marker_key(phone_number))
+        raw, marked = cast(tuple[str | None, int], tuple(pipeline.execute()))
+        return decode(raw, claim_marked=marked == 1)
 
     def encode(self, state: ConversationState, *, saved_at: datetime) -> str:
         """The value to store at ``key()`` with a TTL of ``ttl_seconds`` (every save

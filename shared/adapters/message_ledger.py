@@ -14,7 +14,7 @@ it, the state is saved, the claim marker kept or dropped and the MessageSid mark
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 import redis
@@ -28,18 +28,22 @@ return 0
 """
 
 # KEYS: the MessageSid's key, the number's inbound counter for this minute, the number's
-# conversation state. ARGV: the pending token, the de-duplication TTL, the counter's TTL.
-# A first delivery is reserved, counted and given the conversation state in one round
-# trip; a repeat is none of these ({-1}). A state that cannot be read (not a string) is
-# reported as such ({count, false, 1}) rather than failing the script, which would leave
-# the MessageSid reserved: it is then read again after the row lock, and fails there.
+# conversation state, its claim marker. ARGV: the pending token, the de-duplication TTL,
+# the counter's TTL. A first delivery is reserved, counted and given the conversation
+# state and whether the marker is set (D106), in one round trip: {count, state, marked};
+# a repeat is none of these ({-1}). State and marker are saved together by one script
+# (below), so the pair read here is consistent. A state that cannot be read (not a
+# string) is reported as such ({count, false, marked, 1}) rather than failing the script,
+# which would leave the MessageSid reserved: it is then read again after the row lock,
+# and fails there.
 _RESERVE_COUNT_AND_READ = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return {-1} end
 local count = redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
+local marked = redis.call('EXISTS', KEYS[4])
 local state = redis.pcall('GET', KEYS[3])
-if type(state) == 'table' and state.err then return {count, false, 1} end
-return {count, state}
+if type(state) == 'table' and state.err then return {count, false, marked, 1} end
+return {count, state, marked}
 """
 
 
@@ -83,22 +87,32 @@ class MessageLedger:
         self._save_and_complete = client.register_script(_SAVE_AND_COMPLETE)
 
     def reserve(
-        self, message_sid: str, counter_key: str, counter_ttl: int, conversation_key: str
+        self,
+        message_sid: str,
+        counter_key: str,
+        counter_ttl: int,
+        conversation_keys: tuple[str, str],
     ) -> Reservation | None:
-        """The reservation when this delivery is the first (counted at ``counter_key``, with
-        the state at ``conversation_key``); None for a repeat."""
+        """The reservation when this delivery is the first (counted at ``counter_key``,
+        with the state and claim marker at ``conversation_keys``); None for a repeat."""
         token = f"pending:{secrets.token_hex(8)}"
+        state_key, marker_key = conversation_keys
         reply = cast(
             list[object],
             self._reserve(
-                keys=[self._keys.message_sid(message_sid), counter_key, conversation_key],
+                keys=[self._keys.message_sid(message_sid), counter_key, state_key, marker_key],
                 args=[token, self._ttl_seconds, counter_ttl],
             ),
         )
         count = int(cast(int, reply[0]))
         if count < 0:
             return None
-        conversation = UNREADABLE if len(reply) > 2 else decode(cast(str | None, reply[1]))
+        marked = reply[2] == 1
+        conversation = (
+            replace(UNREADABLE, claim_marked=marked)
+            if len(reply) > 3
+            else decode(cast(str | None, reply[1]), claim_marked=marked)
+        )
         return Reservation(token=token, count_this_minute=count, conversation=conversation)
 
     def release(self, message_sid: str, token: str) -> None:

@@ -161,10 +161,15 @@ def handle_inbound(
     now = services.clock()
     ledger = services.ledger
     counter_key, counter_ttl = services.limiter.inbound_counter(message.phone_number, now)
-    conversation_key = services.store.key(message.phone_number)
+    # The number's state and claim marker keys (each a keyed hash of the number).
+    conversation_keys = (
+        services.store.key(message.phone_number),
+        services.store.marker_key(message.phone_number),
+    )
+    conversation_key = conversation_keys[0]
     try:
         reservation = ledger.reserve(
-            message.message_sid, counter_key, counter_ttl, conversation_key
+            message.message_sid, counter_key, counter_ttl, conversation_keys
         )
     except redis.RedisError as error:
         raise DependencyUnavailable("redis unreachable") from error
@@ -204,7 +209,7 @@ def handle_inbound(
         )
         _complete_quietly(ledger, message.message_sid)
         return None
-    reply = _after_commit(committed, message, services, ledger, conversation_key)
+    reply = _after_commit(committed, message, services, ledger, conversation_keys)
     if log.is_enabled(logging.INFO):  # the fields cost ~10 us to build: not for nothing
         _log_handled(message, committed)
     return reply
@@ -315,16 +320,12 @@ def _decide_and_commit(
         row = found if found["id"] is not None else None
         user = _user_view(row)
         if reserved_state_is_latest(read_early, row, now, store.ttl_seconds):
-            stored = read_early.state
+            read = read_early
         else:
-            stored = store.load(message.phone_number).state
-        # No state: one more read, for the marker of a claim whose state expired (D106).
-        dropped = (
-            stored is None
-            and user is not None
-            and user.verified
-            and store.claim_was_open(message.phone_number)
-        )
+            read = store.load(message.phone_number)
+        stored = read.state
+        # No state, but a marker: an unfinished claim's state expired (D106).
+        dropped = stored is None and user is not None and user.verified and read.claim_marked
         inbound = Inbound(
             message_sid=message.message_sid,
             text=message.text,
@@ -363,7 +364,7 @@ def _after_commit(
     message: InboundMessage,
     services: WebhookServices,
     ledger: MessageLedger,
-    conversation_key: str,
+    conversation_keys: tuple[str, str],
 ) -> str:
     state, reply, runner = committed.state, committed.reply, committed.runner
     phone_number = message.phone_number
@@ -405,11 +406,11 @@ def _after_commit(
         store = services.store
         ledger.complete_saving(
             message.message_sid,
-            conversation_key,
+            conversation_keys[0],
             None if state is None else store.encode(state, saved_at=runner.now),
             store.ttl_seconds,
             (
-                store.marker_key(phone_number),
+                conversation_keys[1],
                 store.marker_ttl_seconds if store.marks_a_claim(state) else None,
             ),
         )

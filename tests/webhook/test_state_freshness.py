@@ -66,6 +66,7 @@ class Monitor:
         self._key = key
         self._marker = f"monitor-done-{id(self)}"
         self.direct_gets = 0
+        self.direct_commands: list[str] = []  # every command's name, outside scripts
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -86,10 +87,10 @@ class Monitor:
                 command = str(info["command"])
                 if self._marker in command:
                     return
-                if info.get("client_type") != "lua" and command.split()[:2] == [
-                    "GET",
-                    self._key,
-                ]:
+                if info.get("client_type") == "lua":
+                    continue
+                self.direct_commands.append(command.split()[0].upper())
+                if command.split()[:2] == ["GET", self._key]:
                     self.direct_gets += 1
 
 
@@ -145,3 +146,35 @@ def test_a_state_older_than_the_users_last_message_is_read_again(
         bot.say("help")
 
     assert seen.direct_gets == 1
+
+
+def test_a_returning_user_without_state_costs_two_redis_round_trips(
+    bot: Bot, monitor: Callable[[], Monitor]
+) -> None:
+    """The claim marker (D106) is read by the reservation script with the state, not by a
+    command of its own: a verified user whose state expired sends the reservation script
+    and, after the commit, the save; nothing else."""
+    bot.register()
+    bot.services.redis.delete(bot.webhook.module.deps().services.keys.conversation(PHONE))
+    bot.clock.advance(days=2)
+
+    with monitor() as seen:
+        reply = bot.say("help")
+
+    assert "CLAIM" in reply.upper()
+    assert seen.direct_commands == ["EVALSHA", "EVALSHA"]
+
+
+def test_the_marker_read_with_the_reservation_still_says_a_claim_was_dropped(
+    bot: Bot, monitor: Callable[[], Monitor]
+) -> None:
+    bot.register()
+    bot.say("CLAIM")
+    bot.services.redis.delete(bot.webhook.module.deps().services.keys.conversation(PHONE))
+    bot.clock.advance(days=2)
+
+    with monitor() as seen:
+        reply = bot.say("hello")
+
+    assert "dropped" in reply.lower()
+    assert seen.direct_commands == ["EVALSHA", "EVALSHA"]
