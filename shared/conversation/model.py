@@ -110,7 +110,8 @@ class UserView:
     notifications_enabled: bool = True
     language: str = DEFAULT_LANGUAGE
     # Journeys this user sent within the claim window, (fingerprint, when) oldest first,
-    # from the database (D125: the warning before the same journey goes twice).
+    # from the database (D125: the warning before the same journey goes twice). The shell
+    # reads them only for a state at CLAIM_CONFIRM, the one phase whose YES submits.
     recent_journeys: tuple[tuple[str, datetime], ...] = ()
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 from uuid import UUID
@@ -43,6 +43,7 @@ from shared.conversation import (
     Inbound,
     OtpSendOutcome,
     OtpSendResult,
+    Phase,
     UserView,
 )
 from shared.db import Database, Row, error_field
@@ -136,9 +137,6 @@ def _user_view(row: Row | None) -> UserView | None:
         terms_version=row["terms_version"],
         notifications_enabled=row["notification_enabled"] is not False,
         language=str(row["language"] or conversation.DEFAULT_LANGUAGE),
-        recent_journeys=tuple(
-            zip(row["journey_fingerprints"] or (), row["journey_submitted_ats"] or (), strict=True)
-        ),
     )
 
 
@@ -311,7 +309,6 @@ def _decide_and_commit(
             phone_number=message.phone_number,
             now=now,
             message_sid=message.message_sid,
-            journeys_since=now - timedelta(days=config.claim_window_days),
         )
         if found is None or not found["first_delivery"]:
             # The replay record has this MessageSid: it changed state before, however long
@@ -324,6 +321,15 @@ def _decide_and_commit(
         else:
             read = store.load(message.phone_number)
         stored = read.state
+        if user is not None and stored is not None and stored.phase is Phase.CLAIM_CONFIRM:
+            # A YES here sends the journey: the core warns if it went before (D125).
+            sent = uow.fetch_all(
+                "recent_journeys",
+                user_id=user.user_id,
+                since=now - timedelta(days=config.claim_window_days),
+            )
+            journeys = tuple((row["fingerprint"], row["submitted_at"]) for row in sent)
+            user = replace(user, recent_journeys=journeys)
         # No state, but a marker: an unfinished claim's state expired (D106).
         dropped = stored is None and user is not None and user.verified and read.claim_marked
         inbound = Inbound(
