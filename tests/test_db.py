@@ -19,11 +19,16 @@ from shared.settings import load_settings
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
+def insert_user(uow: Any, phone: str) -> Any:
+    """The new user's row (its id), or None when the number is taken (ON CONFLICT)."""
+    return uow.fetch_one(
+        "insert_user", phone_number=phone, terms_version="v1", terms_accepted_at=NOW, now=NOW
+    )
+
+
 def register(database: Database, phone: str = "+447700900123") -> Any:
     with database.unit_of_work() as uow:
-        row = uow.fetch_one(
-            "insert_user", phone_number=phone, terms_version="v1", terms_accepted_at=NOW, now=NOW
-        )
+        row = insert_user(uow, phone)
         assert row is not None
         uow.execute("insert_default_preferences", user_id=row["id"])
         uow.outbox.add(
@@ -49,13 +54,7 @@ def test_change_and_outbox_row_commit_together(db: Database, sql: Any) -> None:
 
 def test_leaving_without_commit_rolls_back_both(db: Database, sql: Any) -> None:
     with db.unit_of_work() as uow:
-        row = uow.fetch_one(
-            "insert_user",
-            phone_number="+447700900124",
-            terms_version="v1",
-            terms_accepted_at=NOW,
-            now=NOW,
-        )
+        row = insert_user(uow, "+447700900124")
         assert row is not None
         uow.outbox.add(
             events.user_registered(
@@ -82,13 +81,7 @@ def test_concurrent_registration_of_one_number_makes_one_user(db: Database, sql:
     def attempt() -> None:
         barrier.wait()
         with db.unit_of_work() as uow:
-            row = uow.fetch_one(
-                "insert_user",
-                phone_number="+447700900125",
-                terms_version="v1",
-                terms_accepted_at=NOW,
-                now=NOW,
-            )
+            row = insert_user(uow, "+447700900125")
             uow.commit()
         results.append(row)
 
@@ -235,13 +228,7 @@ def test_an_outbox_row_failing_at_the_commit_takes_the_whole_transaction(
         uow.commit()
 
     with pytest.raises(Exception, match="outbox_events_pkey"), db.unit_of_work() as uow:
-        row = uow.fetch_one(
-            "insert_user",
-            phone_number="+447700900125",
-            terms_version="v1",
-            terms_accepted_at=NOW,
-            now=NOW,
-        )
+        row = insert_user(uow, "+447700900125")
         assert row is not None
         uow.outbox.add(event)  # the same event id again: fails, but only at the commit
         uow.commit()

@@ -148,33 +148,27 @@ def test_a_state_older_than_the_users_last_message_is_read_again(
     assert seen.direct_gets == 1
 
 
+@pytest.mark.parametrize(
+    ("claim_open", "text", "said"),
+    [
+        (False, "help", "CLAIM"),  # a returning user: the menu
+        (True, "hello", "DROPPED"),  # an unfinished claim's state expired: said so (D106)
+    ],
+)
 def test_a_returning_user_without_state_costs_two_redis_round_trips(
-    bot: Bot, monitor: Callable[[], Monitor]
+    bot: Bot, monitor: Callable[[], Monitor], claim_open: bool, text: str, said: str
 ) -> None:
     """The claim marker (D106) is read by the reservation script with the state, not by a
     command of its own: a verified user whose state expired sends the reservation script
     and, after the commit, the save; nothing else."""
     bot.register()
+    if claim_open:
+        bot.say("CLAIM")
     bot.services.redis.delete(bot.webhook.module.deps().services.keys.conversation(PHONE))
     bot.clock.advance(days=2)
 
     with monitor() as seen:
-        reply = bot.say("help")
+        reply = bot.say(text)
 
-    assert "CLAIM" in reply.upper()
-    assert seen.direct_commands == ["EVALSHA", "EVALSHA"]
-
-
-def test_the_marker_read_with_the_reservation_still_says_a_claim_was_dropped(
-    bot: Bot, monitor: Callable[[], Monitor]
-) -> None:
-    bot.register()
-    bot.say("CLAIM")
-    bot.services.redis.delete(bot.webhook.module.deps().services.keys.conversation(PHONE))
-    bot.clock.advance(days=2)
-
-    with monitor() as seen:
-        reply = bot.say("hello")
-
-    assert "dropped" in reply.lower()
+    assert said in reply.upper()
     assert seen.direct_commands == ["EVALSHA", "EVALSHA"]
