@@ -61,9 +61,10 @@ def test_when_the_claimed_state_is_the_latest(
 class Monitor:
     """The GETs of one key that clients send (script-internal calls excluded)."""
 
-    def __init__(self, client: redis.Redis, key: str) -> None:
+    def __init__(self, client: redis.Redis, key: str, prefix: str) -> None:
         self._client = client
         self._key = key
+        self._prefix = prefix  # this test run's keys: other clients' commands are not ours
         self._marker = f"monitor-done-{id(self)}"
         self.direct_gets = 0
         self.direct_commands: list[str] = []  # every command's name, outside scripts
@@ -89,7 +90,8 @@ class Monitor:
                     return
                 if info.get("client_type") == "lua":
                     continue
-                self.direct_commands.append(command.split()[0].upper())
+                if self._prefix in command:
+                    self.direct_commands.append(command.split()[0].upper())
                 if command.split()[:2] == ["GET", self._key]:
                     self.direct_gets += 1
 
@@ -98,7 +100,7 @@ class Monitor:
 def monitor(bot: Bot) -> Callable[[], Monitor]:
     key = bot.webhook.module.deps().services.keys.conversation(PHONE)
     client = redis.Redis.from_url(bot.services.redis_url, decode_responses=True)
-    return lambda: Monitor(client, key)
+    return lambda: Monitor(client, key, bot.services.redis_prefix)
 
 
 def test_a_registered_users_message_reads_the_state_once(
