@@ -2,13 +2,14 @@
 
 Twilio retries a webhook it got no answer to, and may deliver one message twice at the
 same moment. The first delivery of a MessageSid *reserves* it (``SET NX``, a
-"pending:<token>" value with MESSAGE_DEDUPE_TTL_SECONDS), counts the number's message for
+"pending:<token>" value for RESERVATION_TTL_SECONDS), counts the number's message for
 the inbound rate limit and reads its conversation state, in one Lua script and one round
 trip; a later delivery finds the key and is a repeat. Until the commit, a failure
 releases the reservation (only our own token), so Twilio's retry is served afresh; after
 it, the state is saved, the claim marker kept or dropped and the MessageSid marked
-"done", again one round trip. The durable record of handled messages is PostgreSQL's
-``handled_messages`` (D64); this ledger is the fast path in front of it.
+"done" for MESSAGE_DEDUPE_TTL_SECONDS, again one round trip. The durable record of
+handled messages is PostgreSQL's ``handled_messages`` (D64); this ledger is the fast
+path in front of it.
 """
 
 from __future__ import annotations
@@ -27,8 +28,15 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# How long a reservation lives without its "done" mark: twice the webhook's 30 s timeout
+# (terraform/locals.tf; a test holds them together). A reservation whose holder died, or
+# whose release was lost with Redis, then frees Twilio's next retry of that message after
+# a minute instead of answering it with nothing for the de-duplication TTL (a day). A
+# delivery that reaches the database twice is still caught there (handled_messages, D64).
+RESERVATION_TTL_SECONDS = 60
+
 # KEYS: the MessageSid's key, the number's inbound counter for this minute, the number's
-# conversation state, its claim marker. ARGV: the pending token, the de-duplication TTL,
+# conversation state, its claim marker. ARGV: the pending token, the reservation's TTL,
 # the counter's TTL. A first delivery is reserved, counted and given the conversation
 # state and whether the marker is set (D106), in one round trip: {count, state, marked};
 # a repeat is none of these ({-1}). State and marker are saved together by one script
@@ -48,9 +56,9 @@ return {count, state, marked}
 
 
 # KEYS: the conversation state, the MessageSid, the claim marker. ARGV: the state's JSON
-# ('' deletes it), its TTL, the marker's TTL ('' deletes it: no claim in progress). After
-# the commit: the state saved, the marker kept or dropped and the MessageSid marked done,
-# one round trip.
+# ('' deletes it), its TTL, the marker's TTL ('' deletes it: no claim in progress), the
+# "done" mark's TTL (MESSAGE_DEDUPE_TTL_SECONDS). After the commit: the state saved, the
+# marker kept or dropped and the MessageSid marked done, one round trip.
 _SAVE_AND_COMPLETE = """
 if ARGV[1] == '' then
   redis.call('DEL', KEYS[1])
@@ -62,7 +70,7 @@ if ARGV[3] == '' then
 else
   redis.call('SET', KEYS[3], '1', 'EX', ARGV[3])
 end
-redis.call('SET', KEYS[2], 'done', 'XX', 'KEEPTTL')
+redis.call('SET', KEYS[2], 'done', 'XX', 'EX', ARGV[4])
 return 1
 """
 
@@ -101,7 +109,7 @@ class MessageLedger:
             list[object],
             self._reserve(
                 keys=[self._keys.message_sid(message_sid), counter_key, state_key, marker_key],
-                args=[token, self._ttl_seconds, counter_ttl],
+                args=[token, RESERVATION_TTL_SECONDS, counter_ttl],
             ),
         )
         count = int(cast(int, reply[0]))
@@ -119,8 +127,8 @@ class MessageLedger:
         self._release(keys=[self._keys.message_sid(message_sid)], args=[token])
 
     def complete(self, message_sid: str) -> None:
-        """Mark handled."""
-        self._client.set(self._keys.message_sid(message_sid), "done", xx=True, keepttl=True)
+        """Mark handled, for the de-duplication TTL."""
+        self._client.set(self._keys.message_sid(message_sid), "done", xx=True, ex=self._ttl_seconds)
 
     def complete_saving(
         self,
@@ -136,5 +144,10 @@ class MessageLedger:
         marker_key, marker_ttl = marker
         self._save_and_complete(
             keys=[conversation_key, self._keys.message_sid(message_sid), marker_key],
-            args=[conversation or "", ttl, "" if marker_ttl is None else marker_ttl],
+            args=[
+                conversation or "",
+                ttl,
+                "" if marker_ttl is None else marker_ttl,
+                self._ttl_seconds,
+            ],
         )
