@@ -51,7 +51,6 @@ from shared.errors import BadRequest, DependencyUnavailable
 from shared.logs import get_logger, mask_phone
 from shared.redis_keys import RedisKeys
 from shared.services.conversation_effects import EffectRunner
-from shared.services.erasure import forget_in_redis
 from shared.settings import Settings
 
 log = get_logger("webhook")
@@ -372,48 +371,73 @@ def _after_commit(
     ledger: MessageLedger,
     conversation_keys: tuple[str, str],
 ) -> str:
+    """The state saved first, then the OTP SMS sent: the next message of this number takes
+    the row lock at our COMMIT and may read the state at once, so the save does not wait
+    for Twilio. A send that fails saves the state again, saying so."""
     state, reply, runner = committed.state, committed.reply, committed.runner
-    phone_number = message.phone_number
-    if runner.otp_code is not None:
-        settings = services.settings
-        try:
-            sent = services.twilio().send(
-                to=phone_number,
-                from_=str(settings.twilio_sms_from),
-                body=otp.sms_body(runner.otp_code, settings.otp_ttl_seconds),
+    if runner.erased is not None:
+        # The save below deletes the state and claim marker (the state is None): the keys
+        # erasure deletes (RedisKeys.state_keys; a test holds the two lists together).
+        log.info("user erased", action="user.erased", user_id=str(runner.user_id))
+    _save_quietly(services, ledger, message.message_sid, conversation_keys, state, runner.now)
+    if runner.otp_code is not None and not _send_code(services, message, runner):
+        if state is not None:
+            failed = OtpSendOutcome(OtpSendResult.FAILED)
+            state, _, reply = conversation.resolve(
+                state, failed, committed.base_reply, services.config
             )
-            log.info(
-                "otp sent",
-                action="otp.sent",
-                user_id=str(runner.user_id),
-                sms_sid=sent.sid,
-                whatsapp_otp_sent_total=1,
-                status="success",
+            _save_quietly(
+                services, ledger, message.message_sid, conversation_keys, state, runner.now
             )
-        except Exception as error:
-            log.warning(
-                "otp sms failed",
-                action="otp.sms_failed",
-                user_id=str(runner.user_id),
-                error_type=type(error).__name__,
-                whatsapp_otp_sent_total=1,
-                status="failure",
-            )
-            if state is not None:
-                failed = OtpSendOutcome(OtpSendResult.FAILED)
-                state, _, reply = conversation.resolve(
-                    state, failed, committed.base_reply, services.config
-                )
+    return reply
+
+
+def _send_code(services: WebhookServices, message: InboundMessage, runner: EffectRunner) -> bool:
+    """The OTP SMS sent; False (logged) when Twilio refused it or could not be reached."""
+    settings = services.settings
+    assert runner.otp_code is not None  # noqa: S101 - the caller checked
     try:
-        if runner.erased is not None:
-            forget_in_redis(services.client, services.keys, runner.erased.phone_number)
-            log.info("user erased", action="user.erased", user_id=str(runner.user_id))
-        # The state and the MessageSid's "done" mark travel in one round trip.
-        store = services.store
+        sent = services.twilio().send(
+            to=message.phone_number,
+            from_=str(settings.twilio_sms_from),
+            body=otp.sms_body(runner.otp_code, settings.otp_ttl_seconds),
+        )
+    except Exception as error:
+        log.warning(
+            "otp sms failed",
+            action="otp.sms_failed",
+            user_id=str(runner.user_id),
+            error_type=type(error).__name__,
+            whatsapp_otp_sent_total=1,
+            status="failure",
+        )
+        return False
+    log.info(
+        "otp sent",
+        action="otp.sent",
+        user_id=str(runner.user_id),
+        sms_sid=sent.sid,
+        whatsapp_otp_sent_total=1,
+        status="success",
+    )
+    return True
+
+
+def _save_quietly(
+    services: WebhookServices,
+    ledger: MessageLedger,
+    message_sid: str,
+    conversation_keys: tuple[str, str],
+    state: ConversationState | None,
+    saved_at: datetime,
+) -> None:
+    """The state, the claim marker and the MessageSid's "done" mark, in one round trip."""
+    store = services.store
+    try:
         ledger.complete_saving(
-            message.message_sid,
+            message_sid,
             conversation_keys[0],
-            None if state is None else store.encode(state, saved_at=runner.now),
+            None if state is None else store.encode(state, saved_at=saved_at),
             store.ttl_seconds,
             (
                 conversation_keys[1],
@@ -422,14 +446,14 @@ def _after_commit(
         )
     except redis.RedisError as error:
         # The database has it all; the next message rebuilds the state from the user row.
-        # A MessageSid left "pending" makes Twilio's retry of it an empty reply.
+        # A MessageSid left "pending" frees Twilio's retry after RESERVATION_TTL_SECONDS,
+        # and the durable record (D64) then answers it as a replay.
         log.warning(
             "conversation state not saved",
             action="conversation.save_failed",
-            message_sid=message.message_sid,
+            message_sid=message_sid,
             error_type=type(error).__name__,
         )
-    return reply
 
 
 def _release_quietly(ledger: MessageLedger, message_sid: str, token: str) -> None:
