@@ -67,5 +67,4 @@ UPDATE whatsapp_handler.users
 UPDATE whatsapp_handler.users
    SET verified_at = COALESCE(verified_at, :now), otp_verified_at = :now,
        otp_secret = NULL, otp_expires_at = NULL, otp_attempts = 0, updated_at = :now
- WHERE id = :user_id
-RETURNING verified_at;
+ WHERE id = :user_id;
