@@ -43,15 +43,7 @@ class RedisKeys:
     def message_sid(self, message_sid: str) -> str:
         return f"{self._prefix}msg:{message_sid}"
 
-    def person_pattern(self, phone_number: str) -> str:
-        """A SCAN pattern matching every key that names this person, counters included."""
-        return f"{self._prefix}*{self.phone_tag(phone_number)}*"
-
     def state_keys(self, phone_number: str) -> list[str]:
         """The keys erasure deletes: everything kept about this person except the rate-limit
         counters, which must outlive an erasure (they expire with their window)."""
         return [self.conversation(phone_number), self.claim_marker(phone_number)]
-
-
-def keys_for_settings(prefix: str, pepper: bytes) -> RedisKeys:
-    return RedisKeys(prefix, pepper)

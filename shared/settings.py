@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Self
 
 import msgspec
@@ -214,8 +213,3 @@ def load_settings(*required: str) -> Settings:
     """Read the environment; raise SettingsError with one line naming a bad variable."""
     settings = Settings.from_env()
     return settings.require(*required)
-
-
-@lru_cache(maxsize=1)
-def cached_settings() -> Settings:
-    return load_settings()

@@ -96,20 +96,17 @@ class RetentionPolicy:
 
 @dataclass(frozen=True)
 class RedisTarget:
-    """Where erasure looks for a person's keys (conversation state, rate limits)."""
+    """Where erasure deletes a person's keys (RedisKeys.state_keys)."""
 
     client: redis.Redis
     keys: RedisKeys
-    prefix: str
 
 
 def redis_target(settings: Settings, client: redis.Redis) -> RedisTarget:
     settings.require("otp_pepper")
     assert settings.otp_pepper is not None  # noqa: S101 - required just above
     pepper = settings.otp_pepper.get_secret_value().encode()
-    return RedisTarget(
-        client, RedisKeys(settings.redis_key_prefix, pepper), settings.redis_key_prefix
-    )
+    return RedisTarget(client, RedisKeys(settings.redis_key_prefix, pepper))
 
 
 @dataclass(frozen=True)
