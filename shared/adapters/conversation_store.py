@@ -41,6 +41,13 @@ class StoredConversation:
     claim_marked: bool = False
 
 
+@dataclass(frozen=True)
+class SavedConversation:
+    state_json: str | None  # None: delete the state
+    state_ttl: int
+    marker_ttl: int | None  # None: delete the claim marker (no claim in progress)
+
+
 ABSENT = StoredConversation(state=None)
 UNREADABLE = StoredConversation(state=None, present=True)
 
@@ -74,11 +81,6 @@ class ConversationStore:
     def marker_key(self, phone_number: str) -> str:
         return self._keys.claim_marker(phone_number)
 
-    @staticmethod
-    def marks_a_claim(state: ConversationState | None) -> bool:
-        """Whether saving ``state`` keeps the marker (a claim in progress) or deletes it."""
-        return claim_open(state)
-
     def load(self, phone_number: str) -> StoredConversation:
         """The state and whether the claim marker is set, in one round trip. A GET, not an
         MGET: a value that is no string fails the read (WRONGTYPE) instead of passing for
@@ -89,13 +91,18 @@ class ConversationStore:
         raw, marked = cast(tuple[str | None, int], tuple(pipeline.execute()))
         return decode(raw, claim_marked=marked == 1)
 
-    def encode(self, state: ConversationState, *, saved_at: datetime) -> str:
-        """The value to store at ``key()`` with a TTL of ``ttl_seconds`` (every save
-        restarts it). An unfinished claim also keeps a marker at ``marker_key()`` (the value
-        "1", ``marker_ttl_seconds``), so after the state expires the next message can say
-        the claim was dropped (D106). The webhook saves both with its MessageSid's "done"
-        mark, in one round trip (shared/services/inbound.py)."""
-        return state_to_json(state, saved_at)
+    def to_save(self, state: ConversationState | None, *, saved_at: datetime) -> SavedConversation:
+        """What saving ``state`` writes: its JSON at ``key()`` for ``ttl_seconds`` (every save
+        restarts it; None deletes it), and the claim marker at ``marker_key()`` for
+        ``marker_ttl_seconds`` while a claim is unfinished (None deletes it), so after the
+        state expires the next message can say the claim was dropped (D106). The webhook
+        writes both with its MessageSid's "done" mark, in one round trip
+        (``MessageLedger.complete_saving``)."""
+        return SavedConversation(
+            state_json=None if state is None else state_to_json(state, saved_at),
+            state_ttl=self.ttl_seconds,
+            marker_ttl=self.marker_ttl_seconds if claim_open(state) else None,
+        )
 
 
 # --- the state's JSON form --------------------------------------------------------------

@@ -20,7 +20,12 @@ from typing import cast
 
 import redis
 
-from shared.adapters.conversation_store import UNREADABLE, StoredConversation, decode
+from shared.adapters.conversation_store import (
+    UNREADABLE,
+    SavedConversation,
+    StoredConversation,
+    decode,
+)
 from shared.redis_keys import RedisKeys
 
 _RELEASE_IF_OURS = """
@@ -131,23 +136,17 @@ class MessageLedger:
         self._client.set(self._keys.message_sid(message_sid), "done", xx=True, ex=self._ttl_seconds)
 
     def complete_saving(
-        self,
-        message_sid: str,
-        conversation_key: str,
-        conversation: str | None,
-        ttl: int,
-        marker: tuple[str, int | None],
+        self, message_sid: str, conversation_keys: tuple[str, str], saved: SavedConversation
     ) -> None:
-        """Mark handled and save the conversation's JSON at ``conversation_key`` (None
-        deletes it), with ``ttl``; ``marker``: the claim marker's key and TTL (None
-        deletes it)."""
-        marker_key, marker_ttl = marker
+        """Mark handled, and write the state and claim marker at ``conversation_keys``
+        as ``saved`` says (ConversationStore.to_save)."""
+        state_key, marker_key = conversation_keys
         self._save_and_complete(
-            keys=[conversation_key, self._keys.message_sid(message_sid), marker_key],
+            keys=[state_key, self._keys.message_sid(message_sid), marker_key],
             args=[
-                conversation or "",
-                ttl,
-                "" if marker_ttl is None else marker_ttl,
+                saved.state_json or "",
+                saved.state_ttl,
+                "" if saved.marker_ttl is None else saved.marker_ttl,
                 self._ttl_seconds,
             ],
         )

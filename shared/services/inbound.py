@@ -206,7 +206,7 @@ def handle_inbound(
         )
         _complete_quietly(ledger, message.message_sid)
         return None
-    reply = _after_commit(committed, message, services, ledger, conversation_keys)
+    reply = _after_commit(committed, message, services, conversation_keys)
     if log.is_enabled(logging.INFO):  # the fields cost ~10 us to build: not for nothing
         _log_handled(message, committed)
     return reply
@@ -327,7 +327,7 @@ def _decide_and_commit(
                 user_id=user.user_id,
                 since=now - timedelta(days=config.claim_window_days),
             )
-            journeys = tuple((row["fingerprint"], row["submitted_at"]) for row in sent)
+            journeys = tuple((journey["fingerprint"], journey["submitted_at"]) for journey in sent)
             user = replace(user, recent_journeys=journeys)
         # No state, but a marker: an unfinished claim's state expired (D106).
         dropped = stored is None and user is not None and user.verified and read.claim_marked
@@ -368,7 +368,6 @@ def _after_commit(
     committed: _Committed,
     message: InboundMessage,
     services: WebhookServices,
-    ledger: MessageLedger,
     conversation_keys: tuple[str, str],
 ) -> str:
     """The state saved first, then the OTP SMS sent: the next message of this number takes
@@ -379,16 +378,14 @@ def _after_commit(
         # The save below deletes the state and claim marker (the state is None): the keys
         # erasure deletes (RedisKeys.state_keys; a test holds the two lists together).
         log.info("user erased", action="user.erased", user_id=str(runner.user_id))
-    _save_quietly(services, ledger, message.message_sid, conversation_keys, state, runner.now)
+    _save_quietly(services, message.message_sid, conversation_keys, state, runner.now)
     if runner.otp_code is not None and not _send_code(services, message, runner):
         if state is not None:
             failed = OtpSendOutcome(OtpSendResult.FAILED)
             state, _, reply = conversation.resolve(
                 state, failed, committed.base_reply, services.config
             )
-            _save_quietly(
-                services, ledger, message.message_sid, conversation_keys, state, runner.now
-            )
+            _save_quietly(services, message.message_sid, conversation_keys, state, runner.now)
     return reply
 
 
@@ -425,25 +422,15 @@ def _send_code(services: WebhookServices, message: InboundMessage, runner: Effec
 
 def _save_quietly(
     services: WebhookServices,
-    ledger: MessageLedger,
     message_sid: str,
     conversation_keys: tuple[str, str],
     state: ConversationState | None,
     saved_at: datetime,
 ) -> None:
     """The state, the claim marker and the MessageSid's "done" mark, in one round trip."""
-    store = services.store
+    saved = services.store.to_save(state, saved_at=saved_at)
     try:
-        ledger.complete_saving(
-            message_sid,
-            conversation_keys[0],
-            None if state is None else store.encode(state, saved_at=saved_at),
-            store.ttl_seconds,
-            (
-                conversation_keys[1],
-                store.marker_ttl_seconds if store.marks_a_claim(state) else None,
-            ),
-        )
+        services.ledger.complete_saving(message_sid, conversation_keys, saved)
     except redis.RedisError as error:
         # The database has it all; the next message rebuilds the state from the user row.
         # A MessageSid left "pending" frees Twilio's retry after RESERVATION_TTL_SECONDS,
