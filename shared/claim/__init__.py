@@ -12,8 +12,8 @@ One idea a module:
   times.py           the departure time: ``parse_departure_time``, ``resolve_half_day``,
                      ``departure_at``, ``describe_time``
   when_in_text.py    the date and time (and a delay, never the time) inside a longer answer
-  station_answer.py  the stations answer resolved against the GB list, a whole journey in
-                     one message (``extract_journey``), and ``parse_stations``
+  station_answer.py  the stations answer resolved against the GB list, and a whole journey
+                     in one message (``extract_journey``)
 
 This file is the package's public surface: what the conversation, its store and the
 tests use (``from shared import claim as claims``).
@@ -32,10 +32,8 @@ from shared.claim.dates import describe_date, parse_journey_date
 from shared.claim.station_answer import (
     JourneyDraft,
     StationAnswer,
-    Stations,
     extract_journey,
     parse_station_answer,
-    parse_stations,
 )
 from shared.claim.times import (
     departure_at,
@@ -52,7 +50,6 @@ __all__ = [
     "JourneyDraft",
     "Rejected",
     "StationAnswer",
-    "Stations",
     "departure_at",
     "describe_date",
     "describe_time",
@@ -60,6 +57,5 @@ __all__ = [
     "parse_departure_time",
     "parse_journey_date",
     "parse_station_answer",
-    "parse_stations",
     "resolve_half_day",
 ]

@@ -8,8 +8,6 @@
 - ``extract_journey(text, *, now, window_days) -> JourneyDraft``: whatever one free-text
   message gives ("my train from kings cross to leeds yesterday was 40 mins late"):
   date, stations and time, each ``None`` when absent; best effort.
-- ``parse_stations`` keeps its first contract (both names as typed, ``Stations``), with
-  surrounding phrases and a trailing time or date dropped too.
 
 The station list (``shared.stations``) is imported inside the functions that resolve a
 name, so the webhook's cold start does not load it (D87).
@@ -41,36 +39,6 @@ if TYPE_CHECKING:
 _SEPARATOR = r"(?:\s+to\s+|\s+-+\s+|\s*[\u2013\u2014\u2192]\s*|\s*-+>\s*|\s+>\s+)"
 _STATIONS = re.compile(rf"^(?:from\s+)?(?P<origin>.+?){_SEPARATOR}(?P<destination>.+)$", re.I)
 _HAS_SEPARATOR = re.compile(_SEPARATOR, re.I)
-
-
-@dataclass(frozen=True)
-class Stations:
-    origin: str
-    destination: str
-
-
-def parse_stations(text: str) -> Stations | Rejected:
-    """``Leeds to York``, ``from Leeds to York``, ``Leeds - York``: both names as typed
-    (trimmed, spaces collapsed), without phrases around them ("I went from") or a time or
-    date after them ("at 08:02"). The conversation's current entry point; the resolving
-    one is ``parse_station_answer``."""
-    tidy = " ".join(text.split())
-    if len(tidy) > 2 * MAX_STATION_CHARS + 10 + MAX_ANSWER_CHARS:
-        return refused(R.REASON_STATIONS_TOO_LONG)
-    rest = _drop_phrases(take_when(tidy)[0])
-    if len(rest) > 2 * MAX_STATION_CHARS + 10:
-        return refused(R.REASON_STATIONS_TOO_LONG)
-    match = _STATIONS.match(rest)
-    if not match:
-        return refused(R.REASON_STATIONS_BOTH)
-    origin = match["origin"].strip(" ,.")
-    destination = match["destination"].strip(" ,.")
-    checked = _check_names(origin, destination)
-    if checked is not None:
-        return checked
-    if origin.casefold() == destination.casefold():
-        return refused(R.REASON_SAME_STATIONS)
-    return Stations(origin=origin, destination=destination)
 
 
 def _check_names(origin: str, destination: str) -> Rejected | None:
@@ -120,7 +88,7 @@ def _drop_phrases(rest: str) -> str:
     return rest.strip()
 
 
-# --- Stations resolved, with any date or time in the same answer (issue 20) -------------
+# --- The stations resolved, with any date or time in the same answer (issue 20) ---------
 
 
 @dataclass(frozen=True)

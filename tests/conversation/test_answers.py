@@ -260,10 +260,12 @@ def test_the_stations_answer_refused(text: str, reason: str) -> None:
         ("my train was from Leeds to York", "Leeds", "York"),
     ],
 )
-def test_parse_stations_keeps_its_contract_without_the_phrases(
+def test_stations_are_read_as_typed_without_the_phrases(
     text: str, origin: str, destination: str
 ) -> None:
-    assert claim.parse_stations(text) == claim.Stations(origin, destination)
+    found = claim.parse_station_answer(text, now=NOW, window_days=28)
+    assert isinstance(found, claim.StationAnswer)
+    assert (found.origin, found.destination) == (origin, destination)
 
 
 # --- one free-text message --------------------------------------------------------------

@@ -152,7 +152,9 @@ def test_the_missing_spring_hour_is_refused() -> None:
     ],
 )
 def test_stations_are_kept_as_typed(text: str, origin: str, destination: str) -> None:
-    assert claim.parse_stations(text) == claim.Stations(origin, destination)
+    found = claim.parse_station_answer(text, now=NOW, window_days=28)
+    assert isinstance(found, claim.StationAnswer)
+    assert (found.origin, found.destination) == (origin, destination)
 
 
 @pytest.mark.parametrize(
@@ -167,7 +169,7 @@ def test_stations_are_kept_as_typed(text: str, origin: str, destination: str) ->
     ],
 )
 def test_stations_refused(text: str, reason: str) -> None:
-    refused = claim.parse_stations(text)
+    refused = claim.parse_station_answer(text, now=NOW, window_days=28)
     assert isinstance(refused, claim.Rejected) and reason in refused.reason
 
 
@@ -175,7 +177,7 @@ def test_stations_refused(text: str, reason: str) -> None:
 def test_the_parsers_never_raise(text: str) -> None:
     claim.parse_journey_date(text, now=NOW, window_days=28)
     claim.parse_departure_time(text)
-    claim.parse_stations(text)
+    claim.parse_station_answer(text, now=NOW, window_days=28)
 
 
 # --- phone numbers -------------------------------------------------------------------------

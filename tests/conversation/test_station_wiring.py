@@ -266,7 +266,7 @@ def test_every_refusal_of_the_parsers_is_worded_by_the_catalogue() -> None:
         for node in ast.walk(tree)
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "refused"
     ]
-    assert len(keyed) >= 20
+    assert len(keyed) >= 15  # the scan found the parsers (18 refusals since parse_stations went)
 
 
 @pytest.mark.parametrize(
