@@ -1,7 +1,8 @@
 """whatsapp-handler purge [--dry-run]: outbox retention (RFC 7.1) from a shell.
 
 The same run as the daily `outbox_purge` function: deletes events published more than
-OUTBOX_RETENTION_DAYS ago, in batches. `--dry-run` counts them and changes nothing.
+OUTBOX_RETENTION_DAYS ago, then the old rows of the side tables (shared/services/purge.py
+ROW_PURGES), in batches. `--dry-run` counts them and changes nothing.
 """
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 
-HELP = "delete published outbox events past OUTBOX_RETENTION_DAYS (--dry-run: count only)"
+HELP = (
+    "delete published outbox events past OUTBOX_RETENTION_DAYS and the side tables' old rows"
+    " (--dry-run: count only)"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
