@@ -26,6 +26,7 @@ import pytest
 
 from tests.terraform.hcl import REPO, load
 from tools import migrate
+from tools.environment import drop_database
 
 PYTHON = sys.executable
 
@@ -58,11 +59,7 @@ def owned_database(services: Any) -> Iterator[tuple[str, str, str]]:
     try:
         yield services.admin_url, migrator, database
     finally:
-        admin.run(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name",
-            name=database,
-        )
-        admin.run(f'DROP DATABASE IF EXISTS "{database}"')
+        drop_database(admin, database)
         for (role,) in admin.run(
             "SELECT rolname FROM pg_roles WHERE rolname LIKE :pattern", pattern=f"%{suffix}%"
         ):
